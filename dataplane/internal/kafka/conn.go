@@ -1,0 +1,275 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// maxInFlight bounds how many requests of one connection may be waiting for
+// their response at once; the reader stops reading beyond it.
+const maxInFlight = 64
+
+// Errors that close a connection. Protocol outcomes never do.
+var (
+	errFrameTooLarge   = errors.New("kafka: request frame over socket.request.max.bytes")
+	errFrameTooSmall   = errors.New("kafka: request frame shorter than a header")
+	errUnknownKey      = errors.New("kafka: unknown api key")
+	errUnsupportedVers = errors.New("kafka: unsupported api version")
+)
+
+// pending is one request whose response is owed, in request order.
+type pending struct {
+	corr    int32
+	key     int16
+	flex    bool // response header carries tagged fields
+	started time.Time
+	done    chan struct{}
+	resp    kmsg.Response
+	err     error
+	span    trace.Span
+}
+
+// conn serves one client connection: a reader that decodes and runs the
+// first phase of each request in order, and a writer that sends responses in
+// the same order as they become ready.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	log    *slog.Logger
+	queue  chan *pending
+	client string
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, br *bufio.Reader) {
+	c := &conn{s: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()), queue: make(chan *pending, maxInFlight)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop(ctx)
+	}()
+	err := c.readLoop(ctx, br)
+	close(c.queue)
+	<-writerDone
+	nc.Close()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
+		c.log.Debug("connection closed")
+	default:
+		c.log.Info("closing connection", "client_id", c.client, "reason", err)
+	}
+}
+
+func (c *conn) readLoop(ctx context.Context, br *bufio.Reader) error {
+	var sizeBuf [4]byte
+	for {
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			return err
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 0 || size > c.s.cfg.MaxRequestBytes {
+			return fmt.Errorf("%w: %d bytes", errFrameTooLarge, size)
+		}
+		if size < 8 {
+			return fmt.Errorf("%w: %d bytes", errFrameTooSmall, size)
+		}
+		body := make([]byte, size)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return fmt.Errorf("read request body: %w", err)
+		}
+		c.s.metrics.bytesIn.Add(float64(size + 4))
+		p, err := c.handle(ctx, body)
+		if err != nil {
+			return err
+		}
+		select {
+		case c.queue <- p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// handle decodes one frame and runs its handler's first phase inline, so
+// that appends keep request order; any wait runs on its own goroutine.
+func (c *conn) handle(ctx context.Context, body []byte) (*pending, error) {
+	key := int16(binary.BigEndian.Uint16(body[0:]))
+	version := int16(binary.BigEndian.Uint16(body[2:]))
+	corr := int32(binary.BigEndian.Uint32(body[4:]))
+	p := &pending{corr: corr, key: key, started: time.Now(), done: make(chan struct{})}
+
+	api, ok := registry[key]
+	req := kmsg.RequestForKey(key)
+	if !ok || req == nil {
+		return nil, fmt.Errorf("%w %d (correlation id %d)", errUnknownKey, key, corr)
+	}
+	req.SetVersion(version)
+	p.flex = req.IsFlexible() && key != apiVersionsKey
+	if version < api.min || version > api.max {
+		if key == apiVersionsKey {
+			// KIP-511: answer with what we support, in the v0 shape.
+			p.resp = apiVersionsUnsupported(version)
+			p.flex = false
+			close(p.done)
+			return p, nil
+		}
+		return nil, fmt.Errorf("%w: %s v%d (supported %d-%d)", errUnsupportedVers, kmsg.NameForKey(key), version, api.min, api.max)
+	}
+
+	rest, client, err := parseHeader(body[8:], req.IsFlexible())
+	if err != nil {
+		return nil, fmt.Errorf("%s v%d header: %w", kmsg.NameForKey(key), version, err)
+	}
+	c.client = client
+	if err := req.ReadFrom(rest); err != nil {
+		return nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+
+	ctx, p.span = c.s.tracer.Start(ctx, kmsg.NameForKey(key), trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.Int("kafka.api_version", int(version)), attribute.String("kafka.client_id", client)))
+	rc := &Request{Ctx: ctx, Version: version, ClientID: client, Remote: c.nc.RemoteAddr(), conn: c}
+	reply, err := api.handle(rc, req)
+	if err != nil {
+		p.span.End()
+		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if reply.Wait == nil {
+		p.resp = reply.Resp
+		close(p.done)
+		return p, nil
+	}
+	go func() {
+		defer close(p.done)
+		p.resp, p.err = reply.Wait(ctx)
+	}()
+	return p, nil
+}
+
+// parseHeader reads the client id and, for flexible versions, skips the
+// header's tagged fields. It returns the request body that follows.
+func parseHeader(b []byte, flexible bool) (rest []byte, clientID string, err error) {
+	if len(b) < 2 {
+		return nil, "", io.ErrUnexpectedEOF
+	}
+	n := int16(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if n > 0 {
+		if len(b) < int(n) {
+			return nil, "", io.ErrUnexpectedEOF
+		}
+		clientID, b = string(b[:n]), b[n:]
+	}
+	if !flexible {
+		return b, clientID, nil
+	}
+	r := kbin(b)
+	tags, ok := r.uvarint()
+	for i := uint64(0); ok && i < tags; i++ {
+		_, ok = r.uvarint()
+		var size uint64
+		if ok {
+			size, ok = r.uvarint()
+		}
+		ok = ok && r.skip(size)
+	}
+	if !ok {
+		return nil, "", fmt.Errorf("bad tagged fields: %w", io.ErrUnexpectedEOF)
+	}
+	return r, clientID, nil
+}
+
+// kbin is a tiny reader for the header's tagged-field section.
+type kbin []byte
+
+func (r *kbin) uvarint() (uint64, bool) {
+	v, n := binary.Uvarint(*r)
+	if n <= 0 {
+		return 0, false
+	}
+	*r = (*r)[n:]
+	return v, true
+}
+
+func (r *kbin) skip(n uint64) bool {
+	if uint64(len(*r)) < n {
+		return false
+	}
+	*r = (*r)[n:]
+	return true
+}
+
+func (c *conn) writeLoop(ctx context.Context) {
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	buf := make([]byte, 0, 64<<10)
+	broken := false
+	for p := range c.queue {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			<-p.done // handlers observe ctx and return
+		}
+		c.finish(p)
+		if broken || p.err != nil || p.resp == nil {
+			// acks=0 produce owes no response; an error breaks the
+			// connection but the queue is still drained.
+			if p.err != nil && !broken {
+				c.log.Info("request failed", "api", kmsg.NameForKey(p.key), "err", p.err)
+				broken = true
+				c.nc.Close()
+			}
+			continue
+		}
+		buf = appendResponse(buf[:0], p)
+		if _, err := bw.Write(buf); err != nil {
+			broken = true
+			c.nc.Close()
+			continue
+		}
+		c.s.metrics.bytesOut.Add(float64(len(buf)))
+		if len(c.queue) == 0 {
+			if err := bw.Flush(); err != nil {
+				broken = true
+				c.nc.Close()
+			}
+		}
+		if cap(buf) > 1<<20 {
+			buf = make([]byte, 0, 64<<10)
+		}
+	}
+}
+
+func appendResponse(buf []byte, p *pending) []byte {
+	buf = append(buf, 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(p.corr))
+	if p.flex {
+		buf = append(buf, 0)
+	}
+	buf = p.resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	return buf
+}
+
+func (c *conn) finish(p *pending) {
+	name := apiName(p.key)
+	c.s.metrics.requests.WithLabelValues(name).Inc()
+	c.s.metrics.latency.WithLabelValues(name).Observe(time.Since(p.started).Seconds())
+	if p.span != nil {
+		if p.err != nil {
+			p.span.SetStatus(codes.Error, p.err.Error())
+		}
+		p.span.End()
+	}
+}
