@@ -81,6 +81,7 @@ type session struct {
 	stdout, stderr io.Writer
 
 	args      []string // positional arguments, flags taken out
+	target    string   // the address(es) the command talks to, for errors
 	server    string
 	bootstrap []string
 	timeout   time.Duration
@@ -272,7 +273,7 @@ func (s *session) describeError(path string, err error) error {
 	}
 	if unreachable(err) {
 		return &exitError{code: exitUnreachable,
-			msg: fmt.Sprintf("%s: cannot reach %s: %s", path, s.server, rootCause(err))}
+			msg: fmt.Sprintf("%s: cannot reach %s: %s", path, s.target, rootCause(err))}
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
@@ -310,6 +311,7 @@ func rootCause(err error) string {
 
 // admin returns an admin API client for --server.
 func (s *session) admin() adminv1connect.AdminServiceClient {
+	s.target = s.server
 	base := s.server
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -326,6 +328,7 @@ func (s *session) callCtx(ctx context.Context, extra time.Duration) (context.Con
 // kafka returns a Kafka admin client for --bootstrap (default --server);
 // the caller closes it.
 func (s *session) kafka() (*kadm.Client, error) {
+	s.target = strings.Join(s.bootstrap, ",")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.bootstrap...), kgo.ClientID("chronikctl"))
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -509,6 +510,15 @@ func assignmentString(as []topicPartitions) string {
 	return strings.Join(parts, " ")
 }
 
+// displayHost drops the client's ephemeral port, which says nothing to an
+// operator; the JSON form keeps the address as the broker gave it.
+func displayHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
+
 // writeGroupDescribe prints a group's state, its members with their
 // assignments, and per partition the committed offset, log end and lag.
 func writeGroupDescribe(w io.Writer, g groupInfo) error {
@@ -522,7 +532,7 @@ func writeGroupDescribe(w io.Writer, g groupInfo) error {
 		fmt.Fprintln(w)
 		t := newTable(w, "MEMBER", "CLIENT-ID", "HOST", "ASSIGNMENT")
 		for _, m := range g.Members {
-			t.row(m.MemberID, strOrDash(m.ClientID), strOrDash(m.Host), assignmentString(m.Assigned))
+			t.row(m.MemberID, strOrDash(m.ClientID), strOrDash(displayHost(m.Host)), assignmentString(m.Assigned))
 		}
 		if err := t.flush(); err != nil {
 			return err
