@@ -75,7 +75,9 @@ check() {
 	local untracked
 	untracked=$(git ls-files --others --exclude-standard -- proto/gen)
 	if ! git diff --exit-code -- proto/gen || [ -n "$untracked" ]; then
-		[ -z "$untracked" ] || printf 'untracked: %s\n' $untracked >&2
+		if [ -n "$untracked" ]; then
+			while read -r f; do echo "untracked: $f" >&2; done <<<"$untracked"
+		fi
 		echo "proto.sh: proto/gen is out of date; run 'make proto' and commit the result" >&2
 		return 1
 	fi
