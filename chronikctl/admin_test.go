@@ -216,6 +216,11 @@ func TestRebalance(t *testing.T) {
 		t.Errorf("unknown rebalance: stderr %q, want %q", r.stderr, want)
 	}
 
+	r = mustRun(t, exitFailure, "--server", addr, "rebalance", "strat")
+	if want := "chronikctl: rebalance: unexpected argument \"strat\"\n"; r.stderr != want {
+		t.Errorf("misspelt subcommand: stderr %q, want %q", r.stderr, want)
+	}
+
 	r = mustRun(t, exitOK, "--server", addr, "rebalance", "--wait", "--interval", "1ms")
 	golden(t, "rebalance_wait", r.stdout)
 

@@ -158,6 +158,9 @@ func prepare(s *session, c *cli.Command, path string) {
 		action := c.Action
 		c.Action = func(cc *cli.Context) error {
 			args, err := interspersed(cc)
+			if err == nil && c.ArgsUsage == "" && len(args) > 0 {
+				err = fmt.Errorf("unexpected argument %q", args[0])
+			}
 			if err != nil {
 				return &exitError{code: exitFailure, msg: path + ": " + err.Error()}
 			}

@@ -39,8 +39,8 @@ tools_ok() {
 		tool_ok protoc-gen-connect-go "$PROTOC_GEN_CONNECT_GO_VERSION"
 }
 
-# install NAME PACKAGE VERSION: go install PACKAGE@VERSION unless present.
-install() {
+# install_tool NAME PACKAGE VERSION: go install PACKAGE@VERSION unless present.
+install_tool() {
 	local name=$1 pkg=$2 version=$3
 	if tool_ok "$name" "$version"; then
 		return
@@ -53,9 +53,9 @@ install() {
 }
 
 install_tools() {
-	install protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
-	install protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go "$PROTOC_GEN_CONNECT_GO_VERSION"
-	install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"
+	install_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+	install_tool protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go "$PROTOC_GEN_CONNECT_GO_VERSION"
+	install_tool buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"
 }
 
 generate() {
