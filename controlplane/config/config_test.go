@@ -227,3 +227,23 @@ func ids(ps []Peer) []int32 {
 	}
 	return out
 }
+
+// TestDocumentedExample keeps the reference's example file valid.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no toml example in docs/configuration.md")
+	}
+	c, err := Parse("configuration.md", []byte(example))
+	if err != nil {
+		t.Fatalf("documented example: %v", err)
+	}
+	if len(c.Peers) != 3 || c.Raft.PartitionCommitTimeout != time.Second || c.Raft.PartitionHeartbeatTimeout != 2*time.Second {
+		t.Fatalf("documented example reads as %+v", c)
+	}
+}
