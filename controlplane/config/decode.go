@@ -111,9 +111,9 @@ func (t *table) integer(name string, def, lo, hi int64) (n int64, ok bool) {
 // timing, and the bound keeps durations from overflowing.
 const maxMillis = int64(time.Hour / time.Millisecond)
 
-// millis reads a positive duration in milliseconds; def when absent.
-func (t *table) millis(name string, def time.Duration) (time.Duration, bool) {
-	n, ok := t.integer(name, int64(def/time.Millisecond), 1, maxMillis)
+// millis reads a duration in milliseconds, at least lo; def when absent.
+func (t *table) millis(name string, def time.Duration, lo int64) (time.Duration, bool) {
+	n, ok := t.integer(name, int64(def/time.Millisecond), lo, maxMillis)
 	return time.Duration(n) * time.Millisecond, ok
 }
 

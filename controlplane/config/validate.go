@@ -12,6 +12,10 @@ import (
 // maxNodeID is the largest node and peer id the guide allows.
 const maxNodeID = 255
 
+// minRaftTimeoutMs is the shortest election or heartbeat timeout
+// hashicorp/raft accepts.
+const minRaftTimeoutMs = 5
+
 // cluster reads the top-level table and checks the file as a whole.
 func (r *reader) cluster(top *table) *Cluster {
 	c := &Cluster{File: r.file}
@@ -78,8 +82,8 @@ func (r *reader) checkRoles(c *Cluster, rf int64, rfSet, rfOK bool) (int64, bool
 // raft reads [raft] and derives the partition-group timings.
 func (r *reader) raft(t *table) Raft {
 	var rc Raft
-	election, eOK := t.millis("election_timeout_ms", DefaultElectionTimeout)
-	heartbeat, hOK := t.millis("heartbeat_interval_ms", DefaultHeartbeatInterval)
+	election, eOK := t.millis("election_timeout_ms", DefaultElectionTimeout, minRaftTimeoutMs)
+	heartbeat, hOK := t.millis("heartbeat_interval_ms", DefaultHeartbeatInterval, 1)
 	snap, _ := t.integer("snapshot_threshold", DefaultSnapshotThreshold, 1, 1<<62)
 	if eOK && hOK && heartbeat >= election {
 		r.fail(t.key("heartbeat_interval_ms"), "%d must be less than election_timeout_ms (%d)",
@@ -88,11 +92,11 @@ func (r *reader) raft(t *table) Raft {
 	rc.ElectionTimeout, rc.HeartbeatInterval, rc.SnapshotThreshold = election, heartbeat, uint64(snap)
 
 	rc.PartitionCommitTimeout = max(MinPartitionCommitTimeout, heartbeat)
-	rc.PartitionCommitTimeout, _ = t.millis("partition_commit_timeout_ms", rc.PartitionCommitTimeout)
+	rc.PartitionCommitTimeout, _ = t.millis("partition_commit_timeout_ms", rc.PartitionCommitTimeout, 1)
 	rc.PartitionHeartbeatTimeout = max(2*rc.PartitionCommitTimeout, election)
-	rc.PartitionHeartbeatTimeout, _ = t.millis("partition_heartbeat_timeout_ms", rc.PartitionHeartbeatTimeout)
+	rc.PartitionHeartbeatTimeout, _ = t.millis("partition_heartbeat_timeout_ms", rc.PartitionHeartbeatTimeout, minRaftTimeoutMs)
 	rc.PartitionElectionTimeout = rc.PartitionHeartbeatTimeout
-	rc.PartitionElectionTimeout, _ = t.millis("partition_election_timeout_ms", rc.PartitionElectionTimeout)
+	rc.PartitionElectionTimeout, _ = t.millis("partition_election_timeout_ms", rc.PartitionElectionTimeout, minRaftTimeoutMs)
 	t.finish()
 	return rc
 }
@@ -100,9 +104,9 @@ func (r *reader) raft(t *table) Raft {
 // isr reads [isr].
 func (r *reader) isr(t *table) ISR {
 	var ic ISR
-	ic.MaxLag, _ = t.millis("max_lag_ms", DefaultISRMaxLag)
+	ic.MaxLag, _ = t.millis("max_lag_ms", DefaultISRMaxLag, 1)
 	ic.MaxLagEntries, _ = t.integer("max_lag_entries", DefaultISRMaxLagEntries, 1, 1<<62)
-	ic.CheckInterval, _ = t.millis("check_interval_ms", DefaultISRCheckInterval)
+	ic.CheckInterval, _ = t.millis("check_interval_ms", DefaultISRCheckInterval, 1)
 	t.finish()
 	return ic
 }
