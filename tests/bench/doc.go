@@ -1,0 +1,29 @@
+// Package bench is the benchmark driver behind `make bench`: it measures
+// where Chronik stands against franz-go's in-memory kfake cluster and against
+// the machine's own limits, in one run, side by side.
+//
+// One run does, in order:
+//
+//   - machine limits of the data directory's disk (4 KiB write + fdatasync
+//     latency, fsynced sequential write throughput) and of loopback TCP;
+//   - for each target (kfake, `chronik-server standalone`, a three-node
+//     cluster with replication factor 3, and any external address given on
+//     the command line), one target at a time so each gets the whole machine:
+//     a produce matrix (1 KiB and 100 B records, acks=-1 and acks=1, 1 and 16
+//     partitions, several concurrent producers), consume throughput from the
+//     start of a full topic, and a rate-limited steady phase that yields
+//     produce latency and end-to-end latency at a moderate rate;
+//   - failover on the cluster: kill -9 of a partition leader until the next
+//     acknowledged acks=-1 produce, several times;
+//   - scale: idle CPU and RSS of one broker process holding 1, 100 and 1000
+//     partition replicas, and the time to create the largest level.
+//
+// Every load loop is bounded by a record count and by time, and the whole
+// run by a budget; parts that cannot run (a target that does not build or
+// never becomes ready, the time budget) are reported as skipped with a
+// reason. Results are printed as a table and written as JSON.
+//
+// kfake runs by default in a child process (this same executable re-run with
+// CHRONIK_BENCH_ROLE=kfake, see MaybeServeKfake), so it pays for its own
+// syscalls and scheduling exactly like chronik-server does.
+package bench

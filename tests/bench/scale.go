@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// ScalePoint is one broker process (or the mean over a cluster's brokers)
+// holding a number of partition replicas, measured idle.
+type ScalePoint struct {
+	Target     string    `json:"target"`
+	Partitions int       `json:"partitions"`
+	CreateS    float64   `json:"create_s"`     // CreateTopics until every partition has a leader
+	CPUPct     float64   `json:"idle_cpu_pct"` // percent of one core, mean over brokers
+	RSSMB      float64   `json:"rss_mb"`       // mean over brokers
+	PerBroker  []float64 `json:"idle_cpu_pct_per_broker"`
+	RSSPer     []float64 `json:"rss_mb_per_broker"`
+}
+
+// scaleLevel starts a fresh instance of the named target, creates one
+// topic of level partitions and measures the idle processes.
+func (r *runner) scaleLevel(ctx context.Context, name string, level int) (ScalePoint, error) {
+	p := r.cfg.Plan
+	pt := ScalePoint{Target: name, Partitions: level}
+	dir := filepath.Join(r.work, fmt.Sprintf("scale-%s-%d", name, level))
+	t, err := r.start(ctx, name, dir)
+	if err != nil {
+		return pt, fmt.Errorf("start: %w", err)
+	}
+	defer t.close()
+	if len(t.pids()) == 0 {
+		return pt, fmt.Errorf("%s has no process of its own to measure", name)
+	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, p.ScaleLimit)
+	err = r.createTopic(cctx, t, r.topicName(fmt.Sprintf("scale-%d", level)), int32(level))
+	cancel()
+	if err != nil {
+		return pt, err
+	}
+	pt.CreateS = time.Since(start).Seconds()
+	if err := pause(ctx, p.ScaleSettle); err != nil {
+		return pt, err
+	}
+	pids := t.pids()
+	before := make([]int64, len(pids))
+	for i, pid := range pids {
+		if before[i], err = procTicks(pid); err != nil {
+			return pt, err
+		}
+	}
+	t0 := time.Now()
+	if err := pause(ctx, p.ScaleWindow); err != nil {
+		return pt, err
+	}
+	window := time.Since(t0).Seconds()
+	for i, pid := range pids {
+		after, err := procTicks(pid)
+		if err != nil {
+			return pt, err
+		}
+		rss, err := procRSS(pid)
+		if err != nil {
+			return pt, err
+		}
+		cpu := float64(after-before[i]) / clockTicks / window * 100
+		pt.PerBroker = append(pt.PerBroker, cpu)
+		pt.RSSPer = append(pt.RSSPer, float64(rss)/1e6)
+		pt.CPUPct += cpu / float64(len(pids))
+		pt.RSSMB += float64(rss) / 1e6 / float64(len(pids))
+	}
+	return pt, nil
+}
+
+// pause is a measurement window: it waits d unless ctx ends first.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
