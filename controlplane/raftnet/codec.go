@@ -160,6 +160,9 @@ func (d *decoder) header() raft.RPCHeader {
 
 // encodeMessage appends any Raft request or response to e.
 func encodeMessage(e *encoder, msg any) error {
+	if e.buf == nil {
+		e.buf = make([]byte, 0, 128)
+	}
 	switch m := msg.(type) {
 	case *raft.AppendEntriesRequest:
 		encodeAppendEntries(e, m)

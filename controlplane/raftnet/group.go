@@ -190,16 +190,17 @@ func opName(op uint8) string {
 
 // roundTrip sends one request and decodes its response into resp.
 func (g *GroupTransport) roundTrip(l lane, target raft.ServerAddress, op uint8, args, resp any) error {
-	ctx, cancel := context.WithTimeout(g.ctx, g.m.cfg.RPCTimeout)
-	defer cancel()
-	s, c, err := g.send(ctx, l, target, op, args, false)
+	s, c, err := g.send(g.ctx, l, target, op, args, false)
 	if err != nil {
 		return err
 	}
-	r, err := s.wait(ctx, c)
+	r, err := s.waitFor(c, g.m.cfg.RPCTimeout, g.done)
 	if err != nil {
 		if errors.Is(err, ErrTimeout) {
 			s.expireIfSilent(c)
+		}
+		if errors.Is(err, errAborted) {
+			err = ErrTransportClosed
 		}
 		return g.wrap(op, target, err)
 	}
@@ -358,7 +359,9 @@ func (g *GroupTransport) serve(in inbound) {
 	if in.stream != nil {
 		defer in.s.dropStream(in.id)
 	}
-	timeout := g.m.cfg.RPCTimeout
+	// Refuse at half the RPC timeout, so that the sender, which waits a full
+	// timeout, learns that the group is busy rather than timing out.
+	timeout := g.m.cfg.RPCTimeout / 2
 	left := timeout - time.Since(in.at)
 	if left <= 0 {
 		g.refuse(in, fmt.Errorf("%w: request for %q waited %v", ErrBusy, g.name, timeout))
@@ -384,7 +387,7 @@ func (g *GroupTransport) serve(in inbound) {
 	}
 	// A snapshot may take long to restore; everything else is answered
 	// promptly by a live Raft.
-	wait := timeout
+	wait := g.m.cfg.RPCTimeout
 	if in.stream != nil {
 		wait = 0
 	}

@@ -118,12 +118,25 @@ func newTestMux(t testing.TB, addr string, opts ...muxOpt) *Mux {
 type testFSM struct {
 	mu       sync.Mutex
 	entries  [][]byte
+	seen     map[uint64]bool
 	restores int
 }
 
+// Apply records an entry unless its sequence number (the first 8 bytes)
+// was applied before: applyN may retry an entry that did commit.
 func (f *testFSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(l.Data) >= 8 {
+		seq := binary.BigEndian.Uint64(l.Data)
+		if f.seen == nil {
+			f.seen = make(map[uint64]bool)
+		}
+		if f.seen[seq] {
+			return len(f.entries)
+		}
+		f.seen[seq] = true
+	}
 	f.entries = append(f.entries, append([]byte(nil), l.Data...))
 	return len(f.entries)
 }
@@ -153,6 +166,12 @@ func (f *testFSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.entries = entries
+	f.seen = make(map[uint64]bool)
+	for _, e := range entries {
+		if len(e) >= 8 {
+			f.seen[binary.BigEndian.Uint64(e)] = true
+		}
+	}
 	f.restores++
 	f.mu.Unlock()
 	return nil
@@ -202,7 +221,7 @@ type node struct {
 	raft  *raft.Raft
 	fsm   *testFSM
 	logs  *raft.InmemStore
-	snaps *raft.InmemSnapshotStore
+	snaps raft.SnapshotStore
 }
 
 // fastRaftConfig returns timeouts suited to a few groups on loopback.
@@ -211,7 +230,7 @@ func fastRaftConfig(id raft.ServerID) *raft.Config {
 	c.LocalID = id
 	c.HeartbeatTimeout = 300 * time.Millisecond
 	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.LeaderLeaseTimeout = 300 * time.Millisecond
 	c.CommitTimeout = 20 * time.Millisecond
 	return c
 }
@@ -234,9 +253,17 @@ func startNode(t testing.TB, m *Mux, group string, id raft.ServerID, peers []raf
 		o.logLevel = hclog.Warn
 	}
 	conf.Logger = raftLogger(t, fmt.Sprintf("%s/%s", group, id), o.logLevel)
-	n := &node{id: id, fsm: &testFSM{}, logs: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore()}
+	n := &node{id: id, fsm: &testFSM{}, logs: raft.NewInmemStore()}
 	if o.stores != nil {
 		n.logs, n.snaps = o.stores.logs, o.stores.snaps
+	} else {
+		// Files, not InmemSnapshotStore: that one races between writing a
+		// snapshot and opening the latest for a follower.
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), 2, conf.Logger)
+		if err != nil {
+			t.Fatalf("snapshot store: %v", err)
+		}
+		n.snaps = snaps
 	}
 	trans := m.Transport(group)
 	if o.bootstrap {
@@ -306,19 +333,63 @@ func waitLeader(t testing.TB, nodes []*node, timeout time.Duration) int {
 	return leader
 }
 
-// applyN applies n entries through the leader, each data of size bytes
-// starting with its sequence number.
-func applyN(t testing.TB, r *raft.Raft, from, n, size int) {
+// applyN applies entries from..from+n-1 (each data of size bytes, starting
+// with its sequence number) through whichever node leads, retrying entries
+// whose outcome a leadership change left open. The FSM drops duplicates.
+func applyN(t testing.TB, nodes []*node, from, n, size int) {
 	t.Helper()
-	futures := make([]raft.ApplyFuture, 0, n)
+	pending := make([]int, 0, n)
 	for i := from; i < from+n; i++ {
-		futures = append(futures, r.Apply(entryData(i, size), 5*time.Second))
+		pending = append(pending, i)
 	}
-	for i, f := range futures {
-		if err := f.Error(); err != nil {
-			t.Fatalf("apply entry %d: %v", from+i, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(pending) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries not applied within 30s", len(pending))
 		}
+		r := nodes[waitLeader(t, nodes, 20*time.Second)].raft
+		futures := make([]raft.ApplyFuture, len(pending))
+		for i, seq := range pending {
+			futures[i] = r.Apply(entryData(seq, size), 5*time.Second)
+		}
+		var failed []int
+		for i, f := range futures {
+			err := f.Error()
+			switch {
+			case err == nil:
+			case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrNotLeader),
+				errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+				failed = append(failed, pending[i])
+			default:
+				t.Fatalf("apply entry %d: %v", pending[i], err)
+			}
+		}
+		if len(failed) > 0 {
+			t.Logf("retrying %d entries after a leadership change", len(failed))
+		}
+		pending = failed
 	}
+}
+
+// applyOne applies entry seq through whichever node leads, retrying across
+// leadership changes until timeout. It may run outside the test goroutine.
+func applyOne(nodes []*node, seq, size int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		err = errors.New("no leader")
+		for _, n := range nodes {
+			if n.raft.State() == raft.Leader {
+				err = n.raft.Apply(entryData(seq, size), 5*time.Second).Error()
+				break
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("apply entry %d: %w", seq, err)
 }
 
 func entryData(i, size int) []byte {

@@ -17,6 +17,7 @@ const (
 	DefaultRPCTimeout    = 5 * time.Second
 	DefaultMaxFrameSize  = 256 << 20
 	DefaultPipelineDepth = 4
+	DefaultCoalesceDelay = time.Millisecond
 )
 
 // Config configures a Mux.
@@ -45,6 +46,11 @@ type Config struct {
 	// PipelineDepth is how many AppendEntries of one group may be in flight
 	// to one follower. 1 disables pipelining.
 	PipelineDepth int
+	// CoalesceDelay is how long a busy control connection holds a write so
+	// that heartbeats of other groups can join it; it adds at most that much
+	// latency to heartbeats, votes and internal RPC, never to appends. Zero
+	// means DefaultCoalesceDelay, negative disables it.
+	CoalesceDelay time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +68,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PipelineDepth <= 0 {
 		c.PipelineDepth = DefaultPipelineDepth
+	}
+	if c.CoalesceDelay == 0 {
+		c.CoalesceDelay = DefaultCoalesceDelay
 	}
 }
 

@@ -76,18 +76,18 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		<-p.slots
 		return nil, err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		<-p.slots
+		return nil, ErrPipelineClosed
+	}
 	c, err := p.s.request(opAppendEntries, p.g.name, e.finish(), false)
 	if err != nil {
 		<-p.slots
 		return nil, p.g.wrap(opAppendEntries, p.target, err)
 	}
 	f.call = c
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		p.s.take(c.id)
-		return nil, ErrPipelineClosed
-	}
 	p.inflight <- f // never blocks: a slot is held
 	return f, nil
 }

@@ -29,10 +29,20 @@ func (l lane) String() string {
 	return "ctl"
 }
 
+// Buffer sizes per connection. There are only a few connections per peer,
+// so the data lane can afford buffers that take a whole batch of entries
+// in one syscall.
 const (
-	readBufSize  = 64 << 10
-	writeBufSize = 64 << 10
+	ctlBufSize  = 32 << 10
+	dataBufSize = 256 << 10
 )
+
+func (l lane) bufSize() int {
+	if l == laneData {
+		return dataBufSize
+	}
+	return ctlBufSize
+}
 
 // result is what a request gets back: a response or error frame, or a
 // local error when the connection failed.
@@ -199,14 +209,16 @@ func (s *session) send(f *outFrame) error {
 // writeLoop drains the queue into a buffered writer and flushes once per
 // batch, so that frames queued together share syscalls.
 func (s *session) writeLoop() {
-	w := bufio.NewWriterSize(s.conn, writeBufSize)
+	w := bufio.NewWriterSize(s.conn, s.lane.bufSize())
 	var batch []*outFrame
+	var lastFlush time.Time
 	for {
 		select {
 		case <-s.wake:
 		case <-s.done:
 			return
 		}
+		s.linger(lastFlush)
 		for {
 			s.wmu.Lock()
 			batch, s.queue = s.queue, batch[:0]
@@ -219,11 +231,29 @@ func (s *session) writeLoop() {
 				return
 			}
 		}
+		s.m.stats.flushes.Add(1)
 		if err := w.Flush(); err != nil {
 			s.close(fmt.Errorf("flush: %w", err))
 			return
 		}
-		s.m.stats.flushes.Add(1)
+		lastFlush = time.Now()
+	}
+}
+
+// linger delays the control lane's writer by Config.CoalesceDelay when the
+// connection is busy (it flushed within the last few delays), so that the
+// heartbeats of many groups share a syscall on both ends. A request on a
+// quiet connection goes out at once; the data lane never waits.
+func (s *session) linger(lastFlush time.Time) {
+	d := s.m.cfg.CoalesceDelay
+	if s.lane != laneCtl || d <= 0 || time.Since(lastFlush) > 5*d {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
 	}
 }
 
@@ -250,7 +280,7 @@ func (s *session) writeBatch(w *bufio.Writer, batch []*outFrame) error {
 
 // readLoop reads frames until the connection fails.
 func (s *session) readLoop() {
-	fr := newFrameReader(s.conn, readBufSize, s.m.maxFrame)
+	fr := newFrameReader(s.conn, s.lane.bufSize(), s.m.maxFrame)
 	for {
 		f, err := fr.next()
 		if err != nil {
@@ -346,6 +376,29 @@ func (s *session) wait(ctx context.Context, c *call) (result, error) {
 		return result{}, fmt.Errorf("%s: %w", s.peer, ErrTimeout)
 	}
 	return result{}, fmt.Errorf("%s: %w", s.peer, ctx.Err())
+}
+
+// errAborted is what waitFor returns when its abort channel closes.
+var errAborted = errors.New("raftnet: wait aborted")
+
+// waitFor is wait with a plain timer, cheaper than a context per request.
+func (s *session) waitFor(c *call, timeout time.Duration, abort <-chan struct{}) (result, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-c.done:
+		return r, r.err
+	case <-t.C:
+		err = fmt.Errorf("%s: %w", s.peer, ErrTimeout)
+	case <-abort:
+		err = errAborted
+	}
+	if s.take(c.id) == nil {
+		r := <-c.done
+		return r, r.err
+	}
+	return result{}, err
 }
 
 // expireIfSilent closes the session when nothing at all has arrived on it

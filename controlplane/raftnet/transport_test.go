@@ -1,0 +1,347 @@
+package raftnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// serveRPCs answers the RPCs of g with fn until the test ends.
+func serveRPCs(t *testing.T, g *GroupTransport, fn func(rpc raft.RPC)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case rpc := <-g.Consumer():
+				fn(rpc)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// answerAppend acknowledges every AppendEntries.
+func answerAppend(rpc raft.RPC) {
+	req, ok := rpc.Command.(*raft.AppendEntriesRequest)
+	if !ok {
+		rpc.Respond(nil, fmt.Errorf("unexpected %T", rpc.Command))
+		return
+	}
+	last := req.PrevLogEntry
+	if n := len(req.Entries); n > 0 {
+		last = req.Entries[n-1].Index
+	}
+	rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: last, Success: true}, nil)
+}
+
+func TestUnknownGroupFailsFast(t *testing.T) {
+	checkGoroutines(t)
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	ga := a.Transport("topic-7")
+	start := time.Now()
+	var resp raft.RequestVoteResponse
+	err := ga.RequestVote("n1", raft.ServerAddress(b.LocalAddr()), &raft.RequestVoteRequest{Term: 1}, &resp)
+	if !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("got %v, want ErrUnknownGroup", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("unknown group took %v to fail", d)
+	}
+
+	// Once the replica exists the same request goes through ...
+	gb := b.Transport("topic-7")
+	serveRPCs(t, gb, func(rpc raft.RPC) {
+		rpc.Respond(&raft.RequestVoteResponse{Term: 1, Granted: true}, nil)
+	})
+	if err := ga.RequestVote("n1", raft.ServerAddress(b.LocalAddr()), &raft.RequestVoteRequest{Term: 1}, &resp); err != nil || !resp.Granted {
+		t.Fatalf("vote after the group appeared: %+v %v", resp, err)
+	}
+	// ... and after it is removed it is unknown again.
+	b.RemoveGroup("topic-7")
+	if err := ga.RequestVote("n1", raft.ServerAddress(b.LocalAddr()), &raft.RequestVoteRequest{Term: 1}, &resp); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("after RemoveGroup: %v", err)
+	}
+	// A closed transport refuses to send.
+	_ = ga.Close()
+	if err := ga.RequestVote("n1", raft.ServerAddress(b.LocalAddr()), &raft.RequestVoteRequest{Term: 1}, &resp); !errors.Is(err, ErrTransportClosed) {
+		t.Fatalf("closed transport: %v", err)
+	}
+	if a.Transport("topic-7") == ga {
+		t.Fatal("Transport returned a closed transport")
+	}
+}
+
+// TestSlowGroupDoesNotBlockOthers: one group's consumer never reads. Other
+// groups on the same connection, and its own heartbeats, are still served;
+// its requests fail with ErrBusy after the RPC timeout instead of hanging.
+func TestSlowGroupDoesNotBlockOthers(t *testing.T) {
+	checkGoroutines(t)
+	short := func(c *Config) { c.RPCTimeout = 1500 * time.Millisecond }
+	a := newTestMux(t, "127.0.0.1:0", short)
+	b := newTestMux(t, "127.0.0.1:0", short)
+	target := raft.ServerAddress(b.LocalAddr())
+
+	stuck := b.Transport("stuck") // nobody reads its consumer
+	var heartbeats atomic.Int32
+	stuck.SetHeartbeatHandler(func(rpc raft.RPC) {
+		heartbeats.Add(1)
+		answerAppend(rpc)
+	})
+	serveRPCs(t, b.Transport("live"), answerAppend)
+
+	slowDone := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x"), LeaderCommitIndex: 5}
+		slowDone <- a.Transport("stuck").AppendEntries("n1", target, req, &resp)
+	}()
+
+	for i := range 20 {
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x"), PrevLogEntry: uint64(i),
+			Entries: []*raft.Log{{Index: uint64(i + 1), Term: 1, Data: []byte("d")}}}
+		start := time.Now()
+		if err := a.Transport("live").AppendEntries("n1", target, req, &resp); err != nil || !resp.Success {
+			t.Fatalf("live group append %d: %+v %v", i, resp, err)
+		}
+		if d := time.Since(start); d > 750*time.Millisecond {
+			t.Fatalf("live group waited %v behind the stuck one", d)
+		}
+		hb := &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x")}
+		if err := a.Transport("stuck").AppendEntries("n1", target, hb, &resp); err != nil || !resp.Success {
+			t.Fatalf("heartbeat to stuck group: %+v %v", resp, err)
+		}
+	}
+	if heartbeats.Load() != 20 {
+		t.Fatalf("heartbeat handler ran %d times, want 20", heartbeats.Load())
+	}
+	select {
+	case err := <-slowDone:
+		if !errors.Is(err, ErrBusy) {
+			t.Fatalf("stuck group's request: got %v, want ErrBusy", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("request to the stuck group hung")
+	}
+}
+
+func TestPipelineKeepsOrder(t *testing.T) {
+	checkGoroutines(t)
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	var mu sync.Mutex
+	var seen []uint64
+	serveRPCs(t, b.Transport("g"), func(rpc raft.RPC) {
+		req := rpc.Command.(*raft.AppendEntriesRequest)
+		mu.Lock()
+		seen = append(seen, req.PrevLogEntry)
+		mu.Unlock()
+		answerAppend(rpc)
+	})
+	p, err := a.Transport("g").AppendEntriesPipeline("n1", raft.ServerAddress(b.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	sent := make(chan *raft.AppendEntriesRequest, n)
+	go func() {
+		defer close(sent)
+		for i := range n {
+			req := &raft.AppendEntriesRequest{Term: 2, Leader: []byte("x"), PrevLogEntry: uint64(i),
+				Entries: []*raft.Log{{Index: uint64(i + 1), Term: 2, Data: make([]byte, 100*i)}}}
+			if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+				t.Errorf("pipeline append %d: %v", i, err)
+				return
+			}
+			sent <- req
+		}
+	}()
+	for i := range n {
+		var f raft.AppendFuture
+		select {
+		case f = <-p.Consumer():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("future %d never completed", i)
+		}
+		if err := f.Error(); err != nil {
+			t.Fatalf("future %d: %v", i, err)
+		}
+		if got := f.Request().PrevLogEntry; got != uint64(i) {
+			t.Fatalf("future %d completed out of order (prev %d)", i, got)
+		}
+		if r := f.Response(); !r.Success || r.LastLog != uint64(i+1) {
+			t.Fatalf("future %d response %+v", i, r)
+		}
+	}
+	for range sent {
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{}, new(raft.AppendEntriesResponse)); !errors.Is(err, ErrPipelineClosed) {
+		t.Fatalf("append on closed pipeline: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, prev := range seen {
+		if prev != uint64(i) {
+			t.Fatalf("receiver saw request %d at position %d", prev, i)
+		}
+	}
+}
+
+func TestPipelineCloseFailsInflight(t *testing.T) {
+	checkGoroutines(t)
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	b.Transport("g") // exists, but nobody consumes
+	p, err := a.Transport("g").AppendEntriesPipeline("n1", raft.ServerAddress(b.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, LeaderCommitIndex: 1}, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPipelineClosed) {
+			t.Fatalf("in-flight future: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("in-flight future never completed after Close")
+	}
+}
+
+// snapshotData is a deterministic pseudo-random stream, generated as it is
+// read so the sender never holds the snapshot in memory.
+type snapshotData struct {
+	rng  *rand.ChaCha8
+	left int64
+	fail error // returned instead of the last bytes, if set
+}
+
+func (s *snapshotData) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	if s.fail != nil && s.left <= int64(len(p)) {
+		return 0, s.fail
+	}
+	n := int(min(int64(len(p)), s.left))
+	_, _ = s.rng.Read(p[:n])
+	s.left -= int64(n)
+	return n, nil
+}
+
+func TestInstallSnapshotStreams(t *testing.T) {
+	checkGoroutines(t)
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	const size = 9<<20 + 123
+	var want [32]byte
+	{
+		h := sha256.New()
+		_, _ = io.Copy(h, &snapshotData{rng: rand.NewChaCha8([32]byte{1}), left: size})
+		copy(want[:], h.Sum(nil))
+	}
+	got := make(chan [32]byte, 1)
+	serveRPCs(t, b.Transport("g"), func(rpc raft.RPC) {
+		req := rpc.Command.(*raft.InstallSnapshotRequest)
+		h := sha256.New()
+		// Read slowly in small pieces so the window has to refill.
+		buf := make([]byte, 100<<10)
+		var n int64
+		for {
+			m, err := rpc.Reader.Read(buf)
+			h.Write(buf[:m])
+			n += int64(m)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rpc.Respond(nil, err)
+				return
+			}
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		got <- sum
+		rpc.Respond(&raft.InstallSnapshotResponse{Term: req.Term, Success: n == req.Size}, nil)
+	})
+
+	var resp raft.InstallSnapshotResponse
+	req := &raft.InstallSnapshotRequest{Term: 4, LastLogIndex: 100, Size: size, Configuration: []byte("conf")}
+	data := &snapshotData{rng: rand.NewChaCha8([32]byte{1}), left: size}
+	if err := a.Transport("g").InstallSnapshot("n1", raft.ServerAddress(b.LocalAddr()), req, &resp, data); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Success || resp.Term != 4 {
+		t.Fatalf("response %+v", resp)
+	}
+	if sum := <-got; sum != want {
+		t.Fatal("snapshot data corrupted in transit")
+	}
+	st := a.Stats()
+	t.Logf("sender stats: %+v", st)
+	if st.FramesSent < size/snapshotChunk {
+		t.Fatalf("snapshot went in %d frames, expected chunks of %d bytes", st.FramesSent, snapshotChunk)
+	}
+
+	// A sender that cannot read its snapshot aborts the stream; the
+	// receiver's reader fails instead of waiting.
+	readErr := errors.New("disk on fire")
+	data = &snapshotData{rng: rand.NewChaCha8([32]byte{2}), left: 3 << 20, fail: readErr}
+	err := a.Transport("g").InstallSnapshot("n1", raft.ServerAddress(b.LocalAddr()), req, &resp, data)
+	if !errors.Is(err, readErr) {
+		t.Fatalf("aborted snapshot: %v", err)
+	}
+	// The connection is still good for the next request.
+	req.Size = 10
+	data = &snapshotData{rng: rand.NewChaCha8([32]byte{3}), left: 10}
+	if err := a.Transport("g").InstallSnapshot("n1", raft.ServerAddress(b.LocalAddr()), req, &resp, data); err != nil || !resp.Success {
+		t.Fatalf("small snapshot after abort: %+v %v", resp, err)
+	}
+	<-got
+}
+
+func TestStatsCountTraffic(t *testing.T) {
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	b.Handle("echo", func(_ context.Context, _ string, req []byte) ([]byte, error) { return req, nil })
+	payload := bytes.Repeat([]byte{1}, 1000)
+	if _, err := a.Call(context.Background(), b.LocalAddr(), "echo", payload); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := a.Stats(), b.Stats()
+	if sa.BytesSent < 1000 || sa.BytesReceived < 1000 || sb.BytesSent != sa.BytesReceived || sb.BytesReceived != sa.BytesSent {
+		t.Fatalf("byte counters disagree: a %+v b %+v", sa, sb)
+	}
+	if sa.FramesSent != 1 || sb.FramesReceived != 1 || sa.Flushes < 1 {
+		t.Fatalf("frame counters: a %+v b %+v", sa, sb)
+	}
+}
