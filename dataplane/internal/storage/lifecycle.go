@@ -328,24 +328,41 @@ func (l *Log) closeScanned(s *segment) error {
 }
 
 // loadMaxTimestamp sets a trusted segment's largest timestamp from the last
-// time index entry, loading the whole index if that entry looks wrong.
+// time index entry (one small read, so Open stays fast on long logs),
+// loading the whole index if that entry looks wrong.
 func (l *Log) loadMaxTimestamp(s *segment, interval int) {
-	b, err := os.ReadFile(s.path + timeIndexSuffix)
-	if err == nil && len(b)%timeEntrySize == 0 {
-		if len(b) == 0 {
-			return
-		}
-		e := b[len(b)-timeEntrySize:]
-		ts, rel := int64(binary.BigEndian.Uint64(e)), int64(binary.BigEndian.Uint32(e[8:]))
-		if s.base+rel < s.next {
+	if ts, rel, ok := lastTimeEntry(s.path + timeIndexSuffix); ok && s.base+rel < s.next {
+		if ts >= 0 {
 			s.maxTs, s.maxTsOff = ts, s.base+rel
-			return
 		}
+		return
 	}
 	_, tim := s.indexes(s.size, s.next, l.log, interval)
 	if n := len(tim); n > 0 {
 		s.maxTs, s.maxTsOff = tim[n-1].ts, s.base+int64(tim[n-1].rel)
 	}
+}
+
+// lastTimeEntry reads the last entry of a time index file; an empty file
+// is (-1, 0, true).
+func lastTimeEntry(path string) (ts, rel int64, ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size()%timeEntrySize != 0 {
+		return 0, 0, false
+	}
+	if st.Size() == 0 {
+		return -1, 0, true
+	}
+	var e [timeEntrySize]byte
+	if _, err := f.ReadAt(e[:], st.Size()-timeEntrySize); err != nil {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint64(e[:])), int64(binary.BigEndian.Uint32(e[8:])), true
 }
 
 // setCreated starts the active segment's age: its first batch's timestamp
