@@ -277,3 +277,27 @@ func TestFreePortOnEveryLoopbackHost(t *testing.T) {
 		t.Fatalf("port %d", port)
 	}
 }
+
+// TestClusterNotAvailable starts the cluster target on stand-in servers:
+// one that never becomes ready and one that exits at once. Both must come
+// back as a reason, with every process stopped.
+func TestClusterNotAvailable(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ script, want string }{
+		{"#!/bin/sh\nexec sleep 30\n", "node1, node2, node3 not ready within 300ms"},
+		{"#!/bin/sh\necho 'cluster mode is not built yet' >&2\nexit 1\n", "exited: cluster mode is not built yet"},
+	} {
+		bin := filepath.Join(dir, "fake-server")
+		if err := os.WriteFile(bin, []byte(c.script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := tinyPlan()
+		p.ClusterReady = 300 * time.Millisecond
+		r := &runner{cfg: Config{Plan: p, ServerBin: bin}, log: testLogger(t)}
+		_, err := r.start(context.Background(), TargetCluster, filepath.Join(dir, "cluster"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("start cluster on %q: %v, want %q", c.script, err, c.want)
+		}
+		os.Remove(bin)
+	}
+}

@@ -18,9 +18,6 @@ import (
 	"time"
 )
 
-// ErrExited is returned while waiting on a child that is already gone.
-var ErrExited = errors.New("bench: process exited")
-
 // node is one child process the driver owns: a chronik-server or a kfake
 // child. Its waiter goroutine is joined by kill and stop.
 type node struct {
@@ -123,7 +120,7 @@ func (n *node) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-n.exited():
-			return fmt.Errorf("%s: %w: %s", n.name, ErrExited, n.lastLine())
+			return fmt.Errorf("%s exited: %s", n.name, n.lastLine())
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready: %w", n.name, context.Cause(ctx))
 		case <-tick.C:
@@ -154,6 +151,20 @@ func (n *node) ready(ctx context.Context) bool {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// signal sends sig to a running process without waiting.
+func (n *node) signal(sig syscall.Signal) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return
+	}
+	select {
+	case <-n.done:
+	default:
+		n.cmd.Process.Signal(sig)
+	}
 }
 
 // kill sends SIGKILL and waits until the process is gone.

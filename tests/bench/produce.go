@@ -110,7 +110,7 @@ func (r *runner) produceLoad(ctx context.Context, t *target, opts []kgo.Opt, siz
 					now := time.Now()
 					lat.Add(now.Sub(sent))
 					acked.Add(1)
-					lastAck.Store(int64(now.Sub(start)))
+					storeMax(&lastAck, int64(now.Sub(start)))
 				})
 			}
 			if err := cl.Flush(lctx); err != nil {
@@ -141,4 +141,14 @@ func warmUp(ctx context.Context, clients []*kgo.Client, value []byte) error {
 		}
 	}
 	return nil
+}
+
+// storeMax raises v to n unless it already holds more.
+func storeMax(v *atomic.Int64, n int64) {
+	for {
+		cur := v.Load()
+		if cur >= n || v.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }

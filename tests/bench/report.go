@@ -218,6 +218,9 @@ func fmtValue(v float64, unit string) string {
 	case "%core":
 		return fmt.Sprintf("%.1f%% core", v)
 	case "s":
+		if v < 1 {
+			return fmt.Sprintf("%.3f s", v)
+		}
 		return fmt.Sprintf("%.2f s", v)
 	}
 	return fmt.Sprintf("%.1f %s", v, unit)

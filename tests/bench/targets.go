@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -37,8 +38,12 @@ func (t *target) pids() []int {
 	return ps
 }
 
-// close stops every process of the target and waits for them.
+// close stops every process of the target and waits for them. All get
+// SIGTERM at once, so no node waits on a peer that is still up.
 func (t *target) close() {
+	for _, n := range t.nodes {
+		n.signal(syscall.SIGTERM)
+	}
 	for _, n := range t.nodes {
 		n.stop(10 * time.Second)
 	}
@@ -50,6 +55,9 @@ func (t *target) close() {
 // start brings up the named target with data below dir. The error says why
 // the target is not available.
 func (r *runner) start(ctx context.Context, name, dir string) (*target, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("target dir: %w", err)
+	}
 	switch name {
 	case TargetKfake:
 		return r.startKfake(ctx, dir)
@@ -229,7 +237,7 @@ func waitAllReady(ctx context.Context, nodes []*node) error {
 		for i, n := range nodes {
 			select {
 			case <-n.exited():
-				return fmt.Errorf("%s: %w: %s", n.name, ErrExited, n.lastLine())
+				return fmt.Errorf("%s exited: %s", n.name, n.lastLine())
 			default:
 			}
 			if !ready[i] {
