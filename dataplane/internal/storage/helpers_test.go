@@ -234,7 +234,7 @@ func crash(t testing.TB, l *Log) {
 	}
 }
 
-// activePath is the .log file of the last segment.
+// lastSegmentPath is the .log file of the last segment.
 func lastSegmentPath(t testing.TB, dir string) string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "*.log"))
