@@ -77,6 +77,9 @@ func (m *Mux) Transport(group string) *GroupTransport {
 		done:    make(chan struct{}),
 	}
 	if m.closed || len(group) > maxNameLen {
+		if !m.closed {
+			m.log.Error("raft group name too long for the wire", "raft_group", group, "max", maxNameLen)
+		}
 		g.shutdown()
 		return g
 	}

@@ -16,7 +16,7 @@ const (
 	DefaultDialTimeout   = 2 * time.Second
 	DefaultRPCTimeout    = 5 * time.Second
 	DefaultMaxFrameSize  = 256 << 20
-	DefaultPipelineDepth = 4
+	DefaultPipelineDepth = 2
 	DefaultCoalesceDelay = time.Millisecond
 )
 
@@ -37,14 +37,18 @@ type Config struct {
 	Logger *slog.Logger
 	// DialTimeout bounds connecting to a peer, handshake included.
 	DialTimeout time.Duration
-	// RPCTimeout bounds every Raft RPC, a stalled socket write, the hand-off
-	// of a request to a group's consumer and each wait for snapshot data.
+	// RPCTimeout bounds every Raft RPC, a stalled socket write and each wait
+	// for snapshot data. A group that does not take a request within half
+	// of it answers ErrBusy. Keep it near the Raft heartbeat timeout: it is
+	// how long a silently dead peer holds up a replication goroutine.
 	RPCTimeout time.Duration
 	// MaxFrameSize bounds a single frame; an AppendEntries that encodes to
 	// more fails. Keep raft's MaxAppendEntries times the largest entry below it.
 	MaxFrameSize int
 	// PipelineDepth is how many AppendEntries of one group may be in flight
-	// to one follower. 1 disables pipelining.
+	// to one follower; 1 disables pipelining. The default of 2, as in raft's
+	// NetworkTransport, overlaps sending with the follower's write; deeper
+	// pipelines send smaller batches and so cost more follower fsyncs.
 	PipelineDepth int
 	// CoalesceDelay is how long a busy control connection holds a write so
 	// that heartbeats of other groups can join it; it adds at most that much
@@ -75,13 +79,15 @@ func (c *Config) setDefaults() {
 }
 
 // Handler serves an internal RPC method. from is the caller's advertised
-// Raft address; ctx ends when the caller gives up or the Mux closes.
+// Raft address; ctx ends when the caller gives up or the Mux closes, and the
+// handler must return then: Close waits for it.
 type Handler func(ctx context.Context, from string, req []byte) ([]byte, error)
 
 // Mux carries all Raft groups and internal RPC of one node over one
 // listener and a few connections per peer.
 //
-// Lock order: Mux.mu before peer.mu before session.mu; session.wmu is a leaf.
+// Lock order: Mux.mu before peer.mu before session.mu, and pipeline.mu
+// before session.mu; session.wmu, inStream.mu and workQueue.mu are leaves.
 type Mux struct {
 	cfg      Config
 	ln       net.Listener

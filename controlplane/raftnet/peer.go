@@ -123,7 +123,8 @@ func (m *Mux) session(ctx context.Context, addr string, l lane) (*session, error
 		p.dialing[l] = nil
 		close(ch)
 		if err != nil {
-			if m.ctx.Err() == nil && !errors.Is(err, ErrBlocked) {
+			// Only the peer's failures count, not the caller giving up.
+			if m.ctx.Err() == nil && ctx.Err() == nil && !errors.Is(err, ErrBlocked) {
 				p.noteFailure(err)
 			}
 			p.mu.Unlock()

@@ -158,7 +158,7 @@ func (p *pipeline) await(f *appendFuture) bool {
 			return true
 		}
 		p.s.expireIfSilent(f.call)
-		f.finish(p.g.wrap(opAppendEntries, p.target, fmt.Errorf("%s: %w", p.s.peer, ErrTimeout)))
+		f.finish(p.g.wrap(opAppendEntries, p.target, ErrTimeout))
 		return true
 	case <-p.stop:
 	case <-p.g.ctx.Done():

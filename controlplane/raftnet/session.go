@@ -172,7 +172,7 @@ func (s *session) close(cause error) {
 	s.m.forget(s)
 
 	switch {
-	case errors.Is(cause, io.EOF), errors.Is(cause, ErrClosed), errors.Is(cause, net.ErrClosed):
+	case errors.Is(cause, io.EOF), errors.Is(cause, ErrClosed), errors.Is(cause, net.ErrClosed), errors.Is(cause, ErrBlocked):
 		s.log.Debug("raftnet connection closed", "reason", cause)
 	default:
 		s.log.Warn("raftnet connection closed", "error", cause)
@@ -185,9 +185,9 @@ func (s *session) closedErr() error {
 	cause := s.err
 	s.mu.Unlock()
 	if errors.Is(cause, ErrBlocked) || errors.Is(cause, ErrClosed) {
-		return fmt.Errorf("%s: %w", s.peer, cause)
+		return cause
 	}
-	return fmt.Errorf("%s: %w: %w", s.peer, ErrConnClosed, cause)
+	return fmt.Errorf("%w: %w", ErrConnClosed, cause)
 }
 
 // send queues a frame for the writer.
@@ -373,9 +373,9 @@ func (s *session) wait(ctx context.Context, c *call) (result, error) {
 		return r, r.err
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return result{}, fmt.Errorf("%s: %w", s.peer, ErrTimeout)
+		return result{}, ErrTimeout
 	}
-	return result{}, fmt.Errorf("%s: %w", s.peer, ctx.Err())
+	return result{}, ctx.Err()
 }
 
 // errAborted is what waitFor returns when its abort channel closes.
@@ -390,7 +390,7 @@ func (s *session) waitFor(c *call, timeout time.Duration, abort <-chan struct{})
 	case r := <-c.done:
 		return r, r.err
 	case <-t.C:
-		err = fmt.Errorf("%s: %w", s.peer, ErrTimeout)
+		err = ErrTimeout
 	case <-abort:
 		err = errAborted
 	}

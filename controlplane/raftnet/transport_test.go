@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -343,5 +344,67 @@ func TestStatsCountTraffic(t *testing.T) {
 	}
 	if sa.FramesSent != 1 || sb.FramesReceived != 1 || sa.Flushes < 1 {
 		t.Fatalf("frame counters: a %+v b %+v", sa, sb)
+	}
+}
+
+// TestSilentPeerTimesOut: a peer that completes the handshake and then
+// never answers (a hung process, a dead host without a FIN) makes requests
+// fail after the RPC timeout; the silent connection is then dropped and the
+// next request dials again.
+func TestSilentPeerTimesOut(t *testing.T) {
+	checkGoroutines(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var accepted atomic.Int32
+	conns := make(chan net.Conn, 8)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conns <- c
+			// Answer the hello, then swallow everything.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, len(preface)+frameHeaderLen+64)
+				_, _ = io.ReadAtLeast(c, buf, len(preface)+frameHeaderLen)
+				_, _ = c.Write(helloFrame(ln.Addr().String(), laneCtl))
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
+
+	m := newTestMux(t, "127.0.0.1:0", func(c *Config) { c.RPCTimeout = 300 * time.Millisecond })
+	g := m.Transport("g")
+	target := raft.ServerAddress(ln.Addr().String())
+	for i := 1; i <= 2; i++ {
+		start := time.Now()
+		var resp raft.RequestVoteResponse
+		err := g.RequestVote("n1", target, &raft.RequestVoteRequest{Term: 1}, &resp)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("request %d to a silent peer: %v", i, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("request %d took %v with a 300ms timeout", i, d)
+		}
+		if got := accepted.Load(); got != int32(i) {
+			t.Fatalf("after request %d: %d connections, want %d (silent one dropped, redialed)", i, got, i)
+		}
 	}
 }
