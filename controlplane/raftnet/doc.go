@@ -22,7 +22,9 @@
 // Requests flow from dialer to acceptor, responses back, matched by a
 // per-connection request id. Every connection has one reader goroutine and one
 // writer goroutine. The writer drains a queue of frames into a bufio.Writer and
-// flushes once per batch, so heartbeats of many groups share a syscall.
+// flushes once per batch; on a busy control lane it first waits
+// Config.CoalesceDelay, so that heartbeats of many groups share a syscall on
+// both ends.
 //
 // # Frames
 //

@@ -404,6 +404,12 @@ func (g *GroupTransport) serveHeartbeat(in inbound) {
 		g.enqueue(&g.normal, in, false)
 		return
 	}
+	select {
+	case <-g.done:
+		g.refuse(in, fmt.Errorf("group %q: %w", g.name, ErrTransportClosed))
+		return
+	default:
+	}
 	respCh := make(chan raft.RPCResponse, 1)
 	(*fn)(raft.RPC{Command: in.cmd, RespChan: respCh})
 	g.await(in, respCh, g.m.cfg.RPCTimeout)

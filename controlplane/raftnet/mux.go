@@ -39,8 +39,8 @@ type Config struct {
 	DialTimeout time.Duration
 	// RPCTimeout bounds every Raft RPC, a stalled socket write and each wait
 	// for snapshot data. A group that does not take a request within half
-	// of it answers ErrBusy. Keep it near the Raft heartbeat timeout: it is
-	// how long a silently dead peer holds up a replication goroutine.
+	// of it answers ErrBusy. It is how long a silently dead peer holds up
+	// one replication goroutine: a few Raft heartbeat timeouts is plenty.
 	RPCTimeout time.Duration
 	// MaxFrameSize bounds a single frame; an AppendEntries that encodes to
 	// more fails. Keep raft's MaxAppendEntries times the largest entry below it.
@@ -96,8 +96,13 @@ type Mux struct {
 	maxFrame uint32
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
 	stats    counters
+
+	// goMu guards starting goroutines against Close's wg.Wait; it is
+	// separate from mu because per-group workers start at frame rate.
+	goMu     sync.Mutex
+	goClosed bool
+	wg       sync.WaitGroup
 
 	mu       sync.RWMutex
 	closed   bool
@@ -163,9 +168,9 @@ func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
 
 // goFunc starts f as a goroutine owned by the Mux, unless the Mux is closed.
 func (m *Mux) goFunc(f func()) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	m.goMu.Lock()
+	defer m.goMu.Unlock()
+	if m.goClosed {
 		return false
 	}
 	m.wg.Add(1)
@@ -179,6 +184,11 @@ func (m *Mux) goFunc(f func()) bool {
 // Close stops the listener, every connection, every group transport and
 // every goroutine the Mux started, and waits for them.
 func (m *Mux) Close() error {
+	// From here on nothing new starts: a connection dialed concurrently
+	// fails to start and closes itself.
+	m.goMu.Lock()
+	m.goClosed = true
+	m.goMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -54,6 +54,11 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 // transfer failed (err).
 func (g *GroupTransport) streamSnapshot(ctx context.Context, s *session, c *call, data io.Reader) (r result, done bool, err error) {
 	timeout := g.m.cfg.RPCTimeout
+	// abort tells the receiver to stop waiting for data and forgets the call.
+	abort := func() {
+		_ = s.send(newOutFrame(kindChunk, chunkAbort, c.id, "", nil))
+		s.take(c.id)
+	}
 	var sent int64
 	for {
 		// Wait for credit, or for an early answer.
@@ -65,11 +70,11 @@ func (g *GroupTransport) streamSnapshot(ctx context.Context, s *session, c *call
 				return r, true, r.err
 			case <-c.creditWake:
 			case <-t.C:
-				s.take(c.id)
+				abort()
 				return result{}, true, fmt.Errorf("no window from %s for %v: %w", s.peer, timeout, ErrTimeout)
 			case <-ctx.Done():
 				t.Stop()
-				s.take(c.id)
+				abort()
 				return result{}, true, ctxErr(ctx)
 			}
 			t.Stop()
@@ -84,8 +89,7 @@ func (g *GroupTransport) streamSnapshot(ctx context.Context, s *session, c *call
 		read, rerr := io.ReadFull(data, buf)
 		eof := errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
 		if rerr != nil && !eof {
-			_ = s.send(newOutFrame(kindChunk, chunkAbort, c.id, "", nil))
-			s.take(c.id)
+			abort()
 			return result{}, true, fmt.Errorf("read snapshot: %w", rerr)
 		}
 		if read > 0 {
