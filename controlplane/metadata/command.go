@@ -30,6 +30,9 @@ type Command struct {
 	AlterConfigs     *AlterConfigsCmd     `json:"alter_configs,omitempty"`
 	PartitionState   *PartitionStateCmd   `json:"partition_state,omitempty"`
 	AllocProducerIDs *int64               `json:"alloc_producer_ids,omitempty"`
+	// InitTxnProducer bumps the epoch of a transactional id's producer,
+	// giving it a producer id first if it has none.
+	InitTxnProducer *string `json:"init_txn_producer,omitempty"`
 }
 
 // BrokerStateCmd changes a broker's liveness or maintenance flags.
@@ -89,6 +92,9 @@ func DecodeCommand(b []byte) (*Command, error) {
 type Result struct {
 	// FirstProducerID is set by AllocProducerIDs.
 	FirstProducerID int64
+	// ProducerID and ProducerEpoch are set by InitTxnProducer.
+	ProducerID    int64
+	ProducerEpoch int16
 }
 
 // Apply returns the state after cmd at log index idx. s is not modified.
@@ -152,6 +158,8 @@ func (s *State) apply(cmd *Command) (Result, error) {
 		first := s.NextProducerID
 		s.NextProducerID += max(*cmd.AllocProducerIDs, 1)
 		return Result{FirstProducerID: first}, nil
+	case cmd.InitTxnProducer != nil:
+		return s.initTxnProducer(*cmd.InitTxnProducer), nil
 	default:
 		return Result{}, fmt.Errorf("%w: no change set", ErrBadCommand)
 	}
@@ -216,4 +224,22 @@ func (s *State) partitionState(c *PartitionStateCmd) error {
 		p.Replicas = slices.Clone(c.Replicas)
 	}
 	return nil
+}
+
+// initTxnProducer gives a transactional id the next epoch of its producer id,
+// moving to a new id when the epoch is exhausted.
+func (s *State) initTxnProducer(txnID string) Result {
+	if s.TxnProducers == nil {
+		s.TxnProducers = map[string]TxnProducer{}
+	}
+	p, ok := s.TxnProducers[txnID]
+	switch {
+	case !ok || p.Epoch >= 32766:
+		p = TxnProducer{ID: s.NextProducerID, Epoch: 0}
+		s.NextProducerID++
+	default:
+		p.Epoch++
+	}
+	s.TxnProducers[txnID] = p
+	return Result{ProducerID: p.ID, ProducerEpoch: p.Epoch}
 }

@@ -55,6 +55,14 @@ type State struct {
 	Topics    map[string]*Topic `json:"topics"`
 	// NextProducerID is the first producer id not yet handed out.
 	NextProducerID int64 `json:"next_producer_id"`
+	// TxnProducers maps transactional ids to their producer.
+	TxnProducers map[string]TxnProducer `json:"txn_producers,omitempty"`
+}
+
+// TxnProducer is the producer id and epoch of a transactional id.
+type TxnProducer struct {
+	ID    int64 `json:"id"`
+	Epoch int16 `json:"epoch"`
 }
 
 // NewState returns an empty image for a cluster.
@@ -76,6 +84,7 @@ func (s *State) Clone() *State {
 		bc.Roles = slices.Clone(b.Roles)
 		c.Brokers[id] = &bc
 	}
+	c.TxnProducers = maps.Clone(s.TxnProducers)
 	c.Topics = make(map[string]*Topic, len(s.Topics))
 	for name, t := range s.Topics {
 		c.Topics[name] = t.clone()

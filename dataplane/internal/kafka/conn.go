@@ -83,9 +83,6 @@ func (c *conn) readLoop(ctx context.Context, br *bufio.Reader) error {
 		if size < 0 || size > c.s.cfg.MaxRequestBytes {
 			return fmt.Errorf("%w: %d bytes", errFrameTooLarge, size)
 		}
-		if size < 8 {
-			return fmt.Errorf("%w: %d bytes", errFrameTooSmall, size)
-		}
 		body := make([]byte, size)
 		if _, err := io.ReadFull(br, body); err != nil {
 			return fmt.Errorf("read request body: %w", err)
@@ -103,48 +100,72 @@ func (c *conn) readLoop(ctx context.Context, br *bufio.Reader) error {
 	}
 }
 
+// frame is one decoded request.
+type frame struct {
+	key, version int16
+	corr         int32
+	client       string
+	req          kmsg.Request
+	api          api
+}
+
+// decode parses a request frame (without its size prefix). A frame whose
+// version is not supported still yields key, version and correlation id, so
+// that ApiVersions can answer it (KIP-511).
+func decode(body []byte) (frame, error) {
+	if len(body) < 8 {
+		return frame{}, fmt.Errorf("%w: %d bytes", errFrameTooSmall, len(body))
+	}
+	f := frame{
+		key:     int16(binary.BigEndian.Uint16(body[0:])),
+		version: int16(binary.BigEndian.Uint16(body[2:])),
+		corr:    int32(binary.BigEndian.Uint32(body[4:])),
+	}
+	var ok bool
+	f.api, ok = registry[f.key]
+	f.req = kmsg.RequestForKey(f.key)
+	if !ok || f.req == nil {
+		return f, fmt.Errorf("%w %d (correlation id %d)", errUnknownKey, f.key, f.corr)
+	}
+	f.req.SetVersion(f.version)
+	if f.version < f.api.min || f.version > f.api.max {
+		return f, fmt.Errorf("%w: %s v%d (supported %d-%d)", errUnsupportedVers, kmsg.NameForKey(f.key), f.version, f.api.min, f.api.max)
+	}
+	rest, client, err := parseHeader(body[8:], f.req.IsFlexible())
+	if err != nil {
+		return f, fmt.Errorf("%s v%d header: %w", kmsg.NameForKey(f.key), f.version, err)
+	}
+	f.client = client
+	if err := f.req.ReadFrom(rest); err != nil {
+		return f, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(f.key), f.version, err)
+	}
+	return f, nil
+}
+
 // handle decodes one frame and runs its handler's first phase inline, so
 // that appends keep request order; any wait runs on its own goroutine.
 func (c *conn) handle(ctx context.Context, body []byte) (*pending, error) {
-	key := int16(binary.BigEndian.Uint16(body[0:]))
-	version := int16(binary.BigEndian.Uint16(body[2:]))
-	corr := int32(binary.BigEndian.Uint32(body[4:]))
-	p := &pending{corr: corr, key: key, started: time.Now(), done: make(chan struct{})}
-
-	api, ok := registry[key]
-	req := kmsg.RequestForKey(key)
-	if !ok || req == nil {
-		return nil, fmt.Errorf("%w %d (correlation id %d)", errUnknownKey, key, corr)
+	f, err := decode(body)
+	p := &pending{corr: f.corr, key: f.key, started: time.Now(), done: make(chan struct{})}
+	if errors.Is(err, errUnsupportedVers) && f.key == apiVersionsKey {
+		// KIP-511: answer with what we support, in the v0 shape.
+		p.resp = apiVersionsUnsupported(f.version)
+		close(p.done)
+		return p, nil
 	}
-	req.SetVersion(version)
-	p.flex = req.IsFlexible() && key != apiVersionsKey
-	if version < api.min || version > api.max {
-		if key == apiVersionsKey {
-			// KIP-511: answer with what we support, in the v0 shape.
-			p.resp = apiVersionsUnsupported(version)
-			p.flex = false
-			close(p.done)
-			return p, nil
-		}
-		return nil, fmt.Errorf("%w: %s v%d (supported %d-%d)", errUnsupportedVers, kmsg.NameForKey(key), version, api.min, api.max)
-	}
-
-	rest, client, err := parseHeader(body[8:], req.IsFlexible())
 	if err != nil {
-		return nil, fmt.Errorf("%s v%d header: %w", kmsg.NameForKey(key), version, err)
+		return nil, err
 	}
-	c.client = client
-	if err := req.ReadFrom(rest); err != nil {
-		return nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(key), version, err)
-	}
-
-	ctx, p.span = c.s.tracer.Start(ctx, kmsg.NameForKey(key), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.Int("kafka.api_version", int(version)), attribute.String("kafka.client_id", client)))
-	rc := &Request{Ctx: ctx, Version: version, ClientID: client, Remote: c.nc.RemoteAddr(), conn: c}
-	reply, err := api.handle(rc, req)
+	c.client = f.client
+	p.flex = f.req.IsFlexible() && f.key != apiVersionsKey
+	name := kmsg.NameForKey(f.key)
+	ctx, p.span = c.s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.Int("kafka.api_version", int(f.version)), attribute.String("kafka.client_id", f.client)))
+	rc := &Request{Ctx: ctx, Version: f.version, ClientID: f.client, Remote: c.nc.RemoteAddr(), conn: c}
+	reply, err := f.api.handle(rc, f.req)
 	if err != nil {
 		p.span.End()
-		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
+		return nil, fmt.Errorf("%s v%d: %w", name, f.version, err)
 	}
 	if reply.Wait == nil {
 		p.resp = reply.Resp

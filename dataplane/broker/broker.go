@@ -1,0 +1,252 @@
+// Package broker is the embeddable Chronik broker: New builds it from a
+// Config, Run serves until its context ends. chronik-server and the tests
+// start brokers through this package only.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/chronik-stream/chronik/controlplane/metadata"
+	"github.com/chronik-stream/chronik/dataplane/internal/kafka"
+	"github.com/chronik-stream/chronik/dataplane/internal/partition"
+	"github.com/chronik-stream/chronik/dataplane/internal/replica"
+	"github.com/chronik-stream/chronik/dataplane/internal/storage"
+	"github.com/chronik-stream/chronik/dataplane/internal/telemetry"
+)
+
+// Config configures a broker. Zero values take the documented defaults.
+type Config struct {
+	NodeID         int32  // default 1
+	DataDir        string // default ./data
+	BindAddr       string // default 0.0.0.0
+	KafkaPort      int    // default 9092
+	AdvertisedHost string // default: BindAddr, or localhost when that is 0.0.0.0
+	AdvertisedPort int    // default KafkaPort
+	Version        string
+	Logger         *slog.Logger
+	// Listener, when set, is used instead of binding BindAddr:KafkaPort.
+	Listener net.Listener
+
+	AutoCreateTopics         bool  // auto.create.topics.enable
+	DefaultPartitions        int32 // num.partitions, default 1
+	DefaultReplicationFactor int16 // default.replication.factor, default 1
+	MaxRequestBytes          int32 // socket.request.max.bytes, default 100 MiB
+	// RetentionCheck is how often retention runs, default 1 minute.
+	RetentionCheck time.Duration
+	// Storage holds broker-wide log defaults (zero fields take Kafka's).
+	Storage storage.Config
+}
+
+// Broker is one running node.
+type Broker struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	meta     metadata.Service
+	replicas *replica.Manager
+	reg      *prometheus.Registry
+	ready    atomic.Bool
+	readyCh  chan struct{}
+	once     sync.Once
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == 0 {
+		c.NodeID = 1
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "0.0.0.0"
+	}
+	if c.KafkaPort == 0 {
+		c.KafkaPort = 9092
+	}
+	if c.AdvertisedHost == "" {
+		c.AdvertisedHost = c.BindAddr
+		if c.BindAddr == "0.0.0.0" || c.BindAddr == "::" {
+			c.AdvertisedHost = "localhost"
+		}
+	}
+	if c.AdvertisedPort == 0 {
+		c.AdvertisedPort = c.KafkaPort
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = 1
+	}
+	if c.DefaultReplicationFactor <= 0 {
+		c.DefaultReplicationFactor = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &c.Storage
+	if s.SegmentBytes == 0 {
+		s.SegmentBytes = 1 << 30
+	}
+	if s.SegmentMs == 0 {
+		s.SegmentMs = 7 * 24 * 3600 * 1000
+	}
+	if s.RetentionMs == 0 {
+		s.RetentionMs = 7 * 24 * 3600 * 1000
+	}
+	if s.RetentionBytes == 0 {
+		s.RetentionBytes = -1
+	}
+	if s.IndexIntervalBytes == 0 {
+		s.IndexIntervalBytes = 4096
+	}
+}
+
+// New opens the data directory and binds the Kafka port.
+func New(cfg Config) (*Broker, error) {
+	cfg.setDefaults()
+	b := &Broker{cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), reg: prometheus.NewRegistry(), readyCh: make(chan struct{})}
+	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := metadata.OpenLocalStore(filepath.Join(cfg.DataDir, "meta"), newClusterID())
+	if err != nil {
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	b.meta = store
+	b.replicas = replica.New(replica.Config{
+		Dir:            filepath.Join(cfg.DataDir, "topics"),
+		NodeID:         cfg.NodeID,
+		Meta:           store,
+		Logger:         cfg.Logger,
+		RetentionCheck: cfg.RetentionCheck,
+		Defaults: partition.Config{
+			Storage:           cfg.Storage,
+			MaxMessageBytes:   1048588,
+			MinInsyncReplicas: 1,
+		},
+	})
+	if err := b.replicas.Open(); err != nil {
+		return nil, fmt.Errorf("open replicas: %w", err)
+	}
+	b.ln = cfg.Listener
+	if b.ln == nil {
+		addr := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.KafkaPort))
+		if b.ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+	}
+	return b, nil
+}
+
+func newClusterID() string {
+	var id [16]byte
+	rand.Read(id[:])
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// Addr is the Kafka listener's address.
+func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
+
+// Ready is closed once the broker serves clients.
+func (b *Broker) Ready() <-chan struct{} { return b.readyCh }
+
+// Run serves until ctx ends, then stops accepting, answers in-flight
+// requests, flushes and fsyncs every partition and returns.
+func (b *Broker) Run(ctx context.Context) error {
+	tp, shutdownTracing, err := telemetry.Tracing(ctx, "chronik-server", b.cfg.Version)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background())
+
+	if err := b.register(ctx); err != nil {
+		return err
+	}
+	kb := &kafka.Broker{
+		NodeID:                   b.cfg.NodeID,
+		Meta:                     b.meta,
+		Replicas:                 b.replicas,
+		Log:                      b.log,
+		AutoCreateTopics:         b.cfg.AutoCreateTopics,
+		DefaultPartitions:        b.cfg.DefaultPartitions,
+		DefaultReplicationFactor: b.cfg.DefaultReplicationFactor,
+		Assign:                   b.assign,
+	}
+	srv := kafka.NewServer(kafka.Config{
+		Logger:          b.log,
+		Broker:          kb,
+		HTTP:            b.httpHandler(),
+		MaxRequestBytes: b.cfg.MaxRequestBytes,
+		Registerer:      b.reg,
+		Tracer:          tp.Tracer("chronik/kafka"),
+	})
+
+	replCtx, stopReplicas := context.WithCancel(context.WithoutCancel(ctx))
+	replDone := make(chan error, 1)
+	go func() { replDone <- b.replicas.Run(replCtx) }()
+
+	b.ready.Store(true)
+	b.once.Do(func() { close(b.readyCh) })
+	b.log.Info(fmt.Sprintf("Chronik server ready on %s (advertised: %s)", b.ln.Addr(),
+		net.JoinHostPort(b.cfg.AdvertisedHost, strconv.Itoa(b.cfg.AdvertisedPort))))
+	serveErr := srv.Serve(ctx, b.ln)
+	b.ready.Store(false)
+	stopReplicas()
+	return errors.Join(serveErr, <-replDone)
+}
+
+// register records this node in the metadata with its advertised address.
+func (b *Broker) register(ctx context.Context) error {
+	want := metadata.Broker{ID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: int32(b.cfg.AdvertisedPort), Alive: true}
+	if cur := b.meta.State().Brokers[b.cfg.NodeID]; cur != nil && cur.Host == want.Host && cur.Port == want.Port && cur.Alive {
+		return nil
+	}
+	if _, err := b.meta.Propose(ctx, &metadata.Command{RegisterBroker: &want}); err != nil {
+		return fmt.Errorf("register broker: %w", err)
+	}
+	return nil
+}
+
+// assign places new partitions: in single-node mode every replica is here.
+func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, error) {
+	live := st.LiveBrokers()
+	if rf > len(live) {
+		return nil, fmt.Errorf("replication factor %d is larger than the %d available brokers", rf, len(live))
+	}
+	out := make([][]int32, partitions)
+	for i := range out {
+		for j := 0; j < rf; j++ {
+			out[i] = append(out[i], live[(i+j)%len(live)].ID)
+		}
+	}
+	return out, nil
+}
+
+func (b *Broker) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !b.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux
+}

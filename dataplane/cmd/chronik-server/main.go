@@ -1,0 +1,104 @@
+// Command chronik-server runs a Chronik node: `standalone` (controller and
+// broker in one process; a single node without CHRONIK_CLUSTER_CONFIG),
+// `broker` or `controller`.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chronik-stream/chronik/dataplane/broker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	app := &cli.App{
+		Name:    "chronik-server",
+		Usage:   "Kafka-compatible streaming server",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "advertised-addr", EnvVars: []string{"CHRONIK_ADVERTISED_ADDR"}, Usage: "host advertised to clients (default: bind address, or localhost)"},
+			&cli.IntFlag{Name: "advertised-port", EnvVars: []string{"CHRONIK_ADVERTISED_PORT"}, Usage: "port advertised to clients (default: Kafka port)"},
+			&cli.IntFlag{Name: "kafka-port", EnvVars: []string{"CHRONIK_KAFKA_PORT"}, Value: 9092, Usage: "Kafka (and HTTP) listen port"},
+			&cli.StringFlag{Name: "bind-addr", EnvVars: []string{"CHRONIK_BIND_ADDR"}, Value: "0.0.0.0", Usage: "listen address"},
+			&cli.StringFlag{Name: "data-dir", EnvVars: []string{"CHRONIK_DATA_DIR"}, Value: "./data", Usage: "data directory"},
+			&cli.StringFlag{Name: "cluster-config", EnvVars: []string{"CHRONIK_CLUSTER_CONFIG"}, Usage: "cluster.toml; without it the node runs alone"},
+			&cli.StringFlag{Name: "log-level", EnvVars: []string{"CHRONIK_LOG_LEVEL", "RUST_LOG"}, Value: "info", Usage: "error, warn, info, debug"},
+			&cli.BoolFlag{Name: "auto-create-topics", EnvVars: []string{"CHRONIK_AUTO_CREATE_TOPICS"}, Value: true, Usage: "auto.create.topics.enable"},
+			&cli.IntFlag{Name: "num-partitions", EnvVars: []string{"CHRONIK_NUM_PARTITIONS"}, Value: 1, Usage: "partitions of auto-created topics"},
+		},
+		Commands: []*cli.Command{
+			{Name: "standalone", Usage: "run controller and broker in one process", Action: run},
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "chronik-server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(c.String("log-level"))}))
+	if c.String("cluster-config") != "" {
+		return fmt.Errorf("cluster mode (%s) is not available in this build", c.String("cluster-config"))
+	}
+	cfg := broker.Config{
+		DataDir:           c.String("data-dir"),
+		BindAddr:          c.String("bind-addr"),
+		KafkaPort:         c.Int("kafka-port"),
+		AdvertisedHost:    c.String("advertised-addr"),
+		AdvertisedPort:    c.Int("advertised-port"),
+		Version:           version,
+		Logger:            logger,
+		AutoCreateTopics:  c.Bool("auto-create-topics"),
+		DefaultPartitions: int32(c.Int("num-partitions")),
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err = b.Run(ctx)
+	logger.Info("Chronik server stopped")
+	return err
+}
+
+// parseLevel reads CHRONIK_LOG_LEVEL or a RUST_LOG-style directive such as
+// "info" or "chronik=debug,warn": the most verbose level named wins.
+func parseLevel(s string) slog.Level {
+	level, found := slog.LevelError+4, false
+	for _, part := range strings.Split(s, ",") {
+		if i := strings.IndexByte(part, '='); i >= 0 {
+			part = part[i+1:]
+		}
+		var l slog.Level
+		switch strings.ToLower(strings.TrimSpace(part)) {
+		case "trace", "debug":
+			l = slog.LevelDebug
+		case "info":
+			l = slog.LevelInfo
+		case "warn", "warning":
+			l = slog.LevelWarn
+		case "error":
+			l = slog.LevelError
+		default:
+			continue
+		}
+		if !found || l < level {
+			level, found = l, true
+		}
+	}
+	if !found {
+		return slog.LevelInfo
+	}
+	return level
+}
