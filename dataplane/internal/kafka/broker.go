@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"strings"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -53,7 +53,7 @@ type Broker struct {
 
 	sessions fetchSessions
 
-	pidMu            sync.Mutex
+	pidMu           sync.Mutex
 	pidNext, pidEnd int64 // the reserved block of producer ids
 }
 
