@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chronik-stream/chronik/controlplane/metadata"
+	"github.com/chronik-stream/chronik/dataplane/internal/group"
 	"github.com/chronik-stream/chronik/dataplane/internal/kafka"
 	"github.com/chronik-stream/chronik/dataplane/internal/partition"
 	"github.com/chronik-stream/chronik/dataplane/internal/replica"
@@ -51,6 +52,11 @@ type Config struct {
 	RetentionCheck time.Duration
 	// Storage holds broker-wide log defaults (zero fields take Kafka's).
 	Storage storage.Config
+	// OffsetsPartitions is offsets.topic.num.partitions, default 16.
+	OffsetsPartitions int32
+	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms
+	// (default 3 s; negative disables it).
+	GroupInitialRebalanceDelay time.Duration
 }
 
 // Broker is one running node.
@@ -93,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultReplicationFactor <= 0 {
 		c.DefaultReplicationFactor = 1
+	}
+	if c.OffsetsPartitions <= 0 {
+		c.OffsetsPartitions = 16
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -165,47 +174,85 @@ func (b *Broker) Ready() <-chan struct{} { return b.readyCh }
 
 // Run serves until ctx ends, then stops accepting, answers in-flight
 // requests, flushes and fsyncs every partition and returns.
-func (b *Broker) Run(ctx context.Context) error {
+func (b *Broker) Run(ctx context.Context) (err error) {
 	tp, shutdownTracing, err := telemetry.Tracing(ctx, "chronik-server", b.cfg.Version)
 	if err != nil {
 		return err
 	}
 	defer shutdownTracing(context.Background())
 
+	// Background loops outlive ctx until the listener has drained, so that
+	// in-flight requests are answered; they stop last.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	var bgErrs []error
+	var bgMu sync.Mutex
+	start := func(run func(context.Context) error) {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := run(bgCtx); err != nil {
+				bgMu.Lock()
+				bgErrs = append(bgErrs, err)
+				bgMu.Unlock()
+			}
+		}()
+	}
+	defer func() {
+		stopBackground()
+		bg.Wait()
+		err = errors.Join(append([]error{err}, bgErrs...)...)
+	}()
+
+	start(b.replicas.Run)
+	coord := group.New(group.Config{
+		Logger:        b.log.With("component", "groups"),
+		Log:           kafka.NewGroupLog(b.replicas),
+		NumPartitions: b.cfg.OffsetsPartitions,
+		TopicExists: func(topic string, p int32) bool {
+			return b.meta.State().Partition(topic, p) != nil
+		},
+		InitialRebalanceDelay: b.cfg.GroupInitialRebalanceDelay,
+	})
+	start(coord.Run)
 	if err := b.register(ctx); err != nil {
 		return err
 	}
-	kb := &kafka.Broker{
-		NodeID:                   b.cfg.NodeID,
-		Meta:                     b.meta,
-		Replicas:                 b.replicas,
-		Log:                      b.log,
-		AutoCreateTopics:         b.cfg.AutoCreateTopics,
-		DefaultPartitions:        b.cfg.DefaultPartitions,
-		DefaultReplicationFactor: b.cfg.DefaultReplicationFactor,
-		Assign:                   b.assign,
+	if err := b.ensureOffsetsTopic(ctx); err != nil {
+		return err
 	}
+	// Single node: every offsets partition is led here.
+	for p := int32(0); p < b.cfg.OffsetsPartitions; p++ {
+		if err := coord.Load(ctx, p); err != nil {
+			return fmt.Errorf("load groups of %s/%d: %w", kafka.OffsetsTopic, p, err)
+		}
+	}
+
 	srv := kafka.NewServer(kafka.Config{
-		Logger:          b.log,
-		Broker:          kb,
+		Logger: b.log,
+		Broker: &kafka.Broker{
+			NodeID:                   b.cfg.NodeID,
+			Meta:                     b.meta,
+			Replicas:                 b.replicas,
+			Groups:                   coord,
+			Log:                      b.log,
+			AutoCreateTopics:         b.cfg.AutoCreateTopics,
+			DefaultPartitions:        b.cfg.DefaultPartitions,
+			DefaultReplicationFactor: b.cfg.DefaultReplicationFactor,
+			Assign:                   b.assign,
+		},
 		HTTP:            b.httpHandler(),
 		MaxRequestBytes: b.cfg.MaxRequestBytes,
 		Registerer:      b.reg,
 		Tracer:          tp.Tracer("chronik/kafka"),
 	})
-
-	replCtx, stopReplicas := context.WithCancel(context.WithoutCancel(ctx))
-	replDone := make(chan error, 1)
-	go func() { replDone <- b.replicas.Run(replCtx) }()
-
 	b.ready.Store(true)
 	b.once.Do(func() { close(b.readyCh) })
 	b.log.Info(fmt.Sprintf("Chronik server ready on %s (advertised: %s)", b.ln.Addr(),
 		net.JoinHostPort(b.cfg.AdvertisedHost, strconv.Itoa(b.cfg.AdvertisedPort))))
-	serveErr := srv.Serve(ctx, b.ln)
+	err = srv.Serve(ctx, b.ln)
 	b.ready.Store(false)
-	stopReplicas()
-	return errors.Join(serveErr, <-replDone)
+	return err
 }
 
 // register records this node in the metadata with its advertised address.
@@ -249,4 +296,28 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// ensureOffsetsTopic creates the internal committed-offsets topic when it
+// is missing. Its records are kept until the group coordinator's own
+// checkpoints drop them, so time retention is off.
+func (b *Broker) ensureOffsetsTopic(ctx context.Context) error {
+	st := b.meta.State()
+	if st.Topics[kafka.OffsetsTopic] == nil {
+		rf := min(3, len(st.LiveBrokers()))
+		replicas, err := b.assign(st, int(b.cfg.OffsetsPartitions), rf)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
+		}
+		t := &metadata.Topic{Name: kafka.OffsetsTopic, Internal: true,
+			Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "compact"}}
+		rand.Read(t.ID[:])
+		for i, r := range replicas {
+			t.Partitions = append(t.Partitions, metadata.Partition{ID: int32(i), Replicas: r, ISR: r, Leader: r[0]})
+		}
+		if _, err := b.meta.Propose(ctx, &metadata.Command{CreateTopic: t}); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
+			return fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
+		}
+	}
+	return b.replicas.Await(ctx, kafka.OffsetsTopic)
 }
