@@ -97,13 +97,15 @@ func (c *Coordinator) validJoin(r JoinRequest) int16 {
 	if len(r.InstanceID) > maxString || len(r.ProtocolType) > maxString {
 		return kerr.InvalidRequest.Code
 	}
+	size := 0
 	for _, p := range r.Protocols {
 		if len(p.Name) > maxString {
 			return kerr.InvalidRequest.Code
 		}
-		if len(p.Metadata) > c.cfg.MaxMemberMetadataBytes {
-			return kerr.MessageTooLarge.Code
-		}
+		size += len(p.Name) + len(p.Metadata)
+	}
+	if size > c.cfg.MaxMemberMetadataBytes {
+		return kerr.MessageTooLarge.Code
 	}
 	return 0
 }

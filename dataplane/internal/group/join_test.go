@@ -155,6 +155,9 @@ func TestJoinRejects(t *testing.T) {
 		{"unknown member", func(r *JoinRequest) { r.MemberID = "nobody" }, kerr.UnknownMemberID},
 		{"unknown member of unknown group", func(r *JoinRequest) { r.Group, r.MemberID = "fresh", "nobody" }, kerr.UnknownMemberID},
 		{"metadata over 1 MiB", func(r *JoinRequest) { *r = big }, kerr.MessageTooLarge},
+		{"metadata over 1 MiB in all", func(r *JoinRequest) {
+			r.Protocols = []Protocol{{"range", make([]byte, 600<<10)}, {"sticky", make([]byte, 600<<10)}}
+		}, kerr.MessageTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := joinReq("g", "")
