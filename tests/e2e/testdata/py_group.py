@@ -37,7 +37,7 @@ def consumer(name):
     return c
 
 
-def take(consumers, n, deadline_polls=300):
+def take(consumers, n, deadline_polls=1200):
     """Polls until n distinct records came, committing each one. With
     several consumers a commit may meet a rebalance: the record then comes
     again, which at-least-once allows."""
@@ -45,7 +45,7 @@ def take(consumers, n, deadline_polls=300):
     polls = 0
     while len(set(got)) < n:
         for c in consumers:
-            m = c.poll(0.2)
+            m = c.poll(0.05)
             if m is None:
                 continue
             if m.error():
