@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/tests/framework"
 )
@@ -419,4 +422,141 @@ func TestGroupKcatBalanced(t *testing.T) {
 		t.Fatalf("kcat runs consumed %d distinct records of 100", len(got))
 	}
 	framework.Eventually(t, 20*time.Second, "second run's commits", func() bool { return lag(t, ctx, adm, grp) == 0 })
+}
+
+// TestGroupAdminAndBadInput drives the admin side (commits outside group
+// management, OffsetFetch for several groups, ListGroups filters,
+// OffsetDelete, DeleteGroups) and checks the error codes of bad requests.
+func TestGroupAdminAndBadInput(t *testing.T) {
+	srv := framework.StartStandalone(t)
+	ctx := ctxT(t, 90*time.Second)
+	cl := client(t, srv.Addr())
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "adm"); err != nil {
+		t.Fatal(err)
+	}
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: "adm", Partition: 0, At: 5, LeaderEpoch: 2, Metadata: "five"})
+	os.Add(kadm.Offset{Topic: "adm", Partition: 1, At: 7, LeaderEpoch: -1})
+	os.Add(kadm.Offset{Topic: "nope", Partition: 0, At: 1, LeaderEpoch: -1})
+	res, err := adm.CommitOffsets(ctx, "adm-g", os)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := res.Lookup("adm", 0); r.Err != nil {
+		t.Fatalf("commit adm/0: %v", r.Err)
+	}
+	if r, _ := res.Lookup("nope", 0); !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("commit to an unknown topic: %v", r.Err)
+	}
+	if _, err := adm.CommitOffsets(ctx, "other-g", os); err != nil {
+		t.Fatal(err)
+	}
+
+	// OffsetFetch v8+: two groups in one request.
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	for _, g := range []string{"adm-g", "missing-g"} {
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = g
+		fetch.Groups = append(fetch.Groups, rg)
+	}
+	shards := cl.RequestSharded(ctx, fetch)
+	got := map[string]string{}
+	for _, s := range shards {
+		if s.Err != nil {
+			t.Fatalf("offset fetch: %v", s.Err)
+		}
+		for _, g := range s.Resp.(*kmsg.OffsetFetchResponse).Groups {
+			var parts []string
+			for _, tp := range g.Topics {
+				for _, p := range tp.Partitions {
+					parts = append(parts, fmt.Sprintf("%s/%d=%d@%d:%s", tp.Topic, p.Partition, p.Offset, p.LeaderEpoch, deref(p.Metadata)))
+				}
+			}
+			slices.Sort(parts)
+			got[g.Group] = fmt.Sprintf("%d %s", g.ErrorCode, strings.Join(parts, " "))
+		}
+	}
+	if got["adm-g"] != "0 adm/0=5@2:five adm/1=7@-1:" || got["missing-g"] != "0 " {
+		t.Fatalf("multi-group offset fetch: %q", got)
+	}
+
+	listed, err := adm.ListGroups(ctx, "Empty")
+	if err != nil || len(listed) != 2 || listed["adm-g"].State != "Empty" {
+		t.Fatalf("list Empty groups: %+v %v", listed, err)
+	}
+	if listed, err := adm.ListGroups(ctx, "Stable"); err != nil || len(listed) != 0 {
+		t.Fatalf("list Stable groups: %+v %v", listed, err)
+	}
+
+	del := kadm.TopicsSet{}
+	del.Add("adm", 1)
+	dres, err := adm.DeleteOffsets(ctx, "adm-g", del)
+	if err != nil || dres.Error() != nil {
+		t.Fatalf("delete offsets: %v %v", err, dres.Error())
+	}
+	offs, err := adm.FetchOffsets(ctx, "adm-g")
+	if _, ok := offs.Lookup("adm", 1); err != nil || ok {
+		t.Fatalf("offsets after delete: %+v %v", offs, err)
+	}
+
+	gres, err := adm.DeleteGroups(ctx, "adm-g", "missing-g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gres["adm-g"].Err != nil || !errors.Is(gres["missing-g"].Err, kerr.GroupIDNotFound) {
+		t.Fatalf("delete groups: %+v", gres)
+	}
+	if offs, err := adm.FetchOffsets(ctx, "adm-g"); err != nil || len(offs) != 0 {
+		t.Fatalf("offsets of a deleted group: %+v %v", offs, err)
+	}
+	ds, err := adm.DescribeGroups(ctx, "adm-g")
+	if err == nil && ds["adm-g"].State != "Dead" {
+		t.Fatalf("deleted group described as %+v", ds["adm-g"])
+	}
+
+	// Bad requests get Kafka's codes and leave other groups alone.
+	join := func(edit func(*kmsg.JoinGroupRequest)) *kmsg.JoinGroupResponse {
+		req := kmsg.NewPtrJoinGroupRequest()
+		req.Group, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis, req.ProtocolType = "bad-g", 10000, 10000, "consumer"
+		req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0}}}
+		edit(req)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("join: %v", err)
+		}
+		return resp
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*kmsg.JoinGroupRequest)
+		want *kerr.Error
+	}{
+		{"new member", func(*kmsg.JoinGroupRequest) {}, kerr.MemberIDRequired},
+		{"no protocol type", func(r *kmsg.JoinGroupRequest) { r.ProtocolType = "" }, kerr.InconsistentGroupProtocol},
+		{"no protocols", func(r *kmsg.JoinGroupRequest) { r.Protocols = nil }, kerr.InconsistentGroupProtocol},
+		{"unknown member", func(r *kmsg.JoinGroupRequest) { r.MemberID = "nobody" }, kerr.UnknownMemberID},
+		{"session timeout too short", func(r *kmsg.JoinGroupRequest) { r.SessionTimeoutMillis = 1 }, kerr.InvalidSessionTimeout},
+		{"metadata over 1 MiB", func(r *kmsg.JoinGroupRequest) { r.Protocols[0].Metadata = make([]byte, 3<<19) }, kerr.MessageTooLarge},
+	} {
+		if resp := join(tc.edit); resp.ErrorCode != tc.want.Code {
+			t.Errorf("join with %s: %v, want %v", tc.name, kerr.ErrorForCode(resp.ErrorCode), tc.want)
+		}
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "bad-g", "nobody", 1
+	if resp, err := hb.RequestWith(ctx, cl); err != nil || resp.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("heartbeat of an unknown member: %+v %v", resp, err)
+	}
+	offs, err = adm.FetchOffsets(ctx, "other-g")
+	if r, _ := offs.Lookup("adm", 0); err != nil || r.At != 5 {
+		t.Fatalf("other group after bad requests: %+v %v", offs, err)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }
