@@ -301,3 +301,11 @@ func TestClusterNotAvailable(t *testing.T) {
 		os.Remove(bin)
 	}
 }
+
+func TestLoopbackDialRefusesOtherHosts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := loopbackDial(ctx, "tcp", "10.1.2.3:9092"); err == nil || !strings.Contains(err.Error(), "127.0.0.0/8") {
+		t.Fatalf("dial 10.1.2.3: %v", err)
+	}
+}

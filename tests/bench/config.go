@@ -147,7 +147,7 @@ func QuickPlan() Plan {
 	p.ScaleLimit = 20 * time.Second
 	p.ReadyLimit = 20 * time.Second
 	p.ClusterReady = 20 * time.Second
-	p.Budget = 110 * time.Second
+	p.Budget = 100 * time.Second // leaves room to stop targets within two minutes
 	return p
 }
 

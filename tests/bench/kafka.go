@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -32,12 +33,23 @@ func (r *runner) newClient(t *target, opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.SeedBrokers(t.Brokers...),
 		kgo.WithLogger(kgoLogger{r.log.With("target", t.Name)}),
 		kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.Dialer(loopbackDial),
 	}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", t.Name, err)
 	}
 	return cl, nil
+}
+
+// loopbackDial refuses any broker address outside 127.0.0.0/8, including
+// ones a target advertises in its metadata: load never leaves the machine.
+func loopbackDial(ctx context.Context, network, host string) (net.Conn, error) {
+	if err := checkLoopback(host); err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, host)
 }
 
 // createTopic creates topic and waits until every partition has a leader.

@@ -51,7 +51,11 @@ func (r *runner) producerOpts(topic string, acks int16, linger time.Duration) []
 // topic, bounded by the plan's record count and duration.
 func (r *runner) produceCase(ctx context.Context, t *target, c ProduceCase) (produceResult, error) {
 	p := r.cfg.Plan
-	topic := r.topicName(fmt.Sprintf("produce-%d-%d-%d", c.RecordSize, -c.Acks, c.Partitions))
+	acks := "acks1"
+	if c.Acks == -1 {
+		acks = "acksall"
+	}
+	topic := r.topicName(fmt.Sprintf("produce-%s-%s-p%d", sizeLabel(c.RecordSize), acks, c.Partitions))
 	cctx, cancel := context.WithTimeout(ctx, p.ScaleLimit)
 	err := r.createTopic(cctx, t, topic, c.Partitions)
 	cancel()
