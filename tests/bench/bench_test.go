@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -307,5 +308,40 @@ func TestLoopbackDialRefusesOtherHosts(t *testing.T) {
 	defer cancel()
 	if _, err := loopbackDial(ctx, "tcp", "10.1.2.3:9092"); err == nil || !strings.Contains(err.Error(), "127.0.0.0/8") {
 		t.Fatalf("dial 10.1.2.3: %v", err)
+	}
+}
+
+// TestWaitHealthy reads leader and ISR the way failover does, from a
+// three-broker kfake with a fully replicated topic.
+func TestWaitHealthy(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := &runner{log: testLogger(t)}
+	tg := &target{Name: "three", Brokers: c.ListenAddrs(), RF: 3}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.createTopic(ctx, tg, "failover", 1); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := r.newClient(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	leader, err := waitHealthy(ctx, adm, "failover", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.LeaderFor("failover", 0); leader != want {
+		t.Errorf("leader %d, kfake says %d", leader, want)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel2()
+	if _, err := waitHealthy(short, adm, "failover", 4); err == nil {
+		t.Error("an ISR of 3 passed for 4")
 	}
 }

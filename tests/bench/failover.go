@@ -37,6 +37,7 @@ func (r *runner) failover(ctx context.Context, t *target) (FailoverStats, error)
 	// Short metadata age and retry backoff: what is timed is the server
 	// electing and serving a new leader, not the client's patience.
 	cl, err := r.newClient(t, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.AllowIdempotentProduceCancellation(),
 		kgo.MetadataMinAge(50*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 	if err != nil {
