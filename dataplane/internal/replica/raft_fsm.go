@@ -27,6 +27,11 @@ type fsm struct {
 	g      *group
 	p      *partition.Partition
 	broken atomic.Bool
+
+	// For tests and logs: how often a restore cut the log back, and how
+	// many batches catch-up copied.
+	truncations atomic.Int64
+	copied      atomic.Int64
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -155,6 +160,7 @@ func (f *fsm) restore(rec snapRecord) error {
 		if err := p.TruncateTo(rec.End); err != nil {
 			return err
 		}
+		f.truncations.Add(1)
 	}
 	if rec.Start > p.LogEndOffset() {
 		if err := p.ResetTo(rec.Start); err != nil {
@@ -242,6 +248,12 @@ func (f *fsm) copyFrom(id int32, end int64) (ok bool, err error) {
 	}
 	if err := f.p.AppendCopy(recs); err != nil {
 		return false, err
+	}
+	for it := batch.NewIter(recs); ; {
+		if _, ok := it.Next(); !ok {
+			break
+		}
+		f.copied.Add(1)
 	}
 	return true, nil
 }

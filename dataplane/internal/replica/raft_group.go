@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/chronik-stream/chronik/controlplane/metadata"
@@ -22,15 +23,16 @@ import (
 
 // group is one partition replica's Raft group.
 type group struct {
-	rr   *RaftReplicas
-	k    key
-	name string // "<topic>/<partition>", the Raft group on the Mux
-	p    *partition.Partition
-	log  *slog.Logger
-	fsm  *fsm
-	raft *raft.Raft
-	r    atomic.Pointer[raft.Raft] // raft, for the state machine's goroutine
-	wal  *raftwal.WAL
+	rr      *RaftReplicas
+	k       key
+	name    string // "<topic>/<partition>", the Raft group on the Mux
+	p       *partition.Partition
+	log     *slog.Logger
+	fsm     *fsm
+	raft    *raft.Raft
+	r       atomic.Pointer[raft.Raft] // raft, for the state machine's goroutine
+	wal     *raftwal.WAL
+	walMeta *metadb.BoltMetaDB
 
 	ctx    context.Context // ends at detach; bounds catch-up reads
 	cancel context.CancelFunc
@@ -93,11 +95,14 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", rdir, err)
 	}
-	wal, err := raftwal.Open(rdir, raftwal.WithSegmentSize(cfg.WALSegmentSize), raftwal.WithLogger(hcl))
+	// raft-wal v0.4 does not close its metadata DB: own it, so closing a
+	// group releases the file and its lock.
+	meta := &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(rdir, raftwal.WithSegmentSize(cfg.WALSegmentSize), raftwal.WithLogger(hcl), raftwal.WithMetaStore(meta))
 	if err != nil {
-		return fmt.Errorf("open raft log: %w", err)
+		return errors.Join(fmt.Errorf("open raft log: %w", err), meta.Close())
 	}
-	fail := func(err error) error { return errors.Join(err, wal.Close()) }
+	fail := func(err error) error { return errors.Join(err, wal.Close(), meta.Close()) }
 	logs, err := raft.NewLogCache(cfg.LogCacheSize, wal)
 	if err != nil {
 		return fail(err)
@@ -117,7 +122,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
-	g.raft, g.wal = r, wal
+	g.raft, g.wal, g.walMeta = r, wal, meta
 	g.r.Store(r)
 	r.RegisterObserver(g.rr.observer)
 	// Only the replicas of a partition that never had a Raft leader
@@ -201,7 +206,7 @@ func (g *group) stopRaft() {
 	if err := g.raft.Shutdown().Error(); err != nil {
 		g.log.Warn("shut down raft group", "err", err)
 	}
-	if err := g.wal.Close(); err != nil {
+	if err := errors.Join(g.wal.Close(), g.walMeta.Close()); err != nil {
 		g.log.Warn("close raft log", "err", err)
 	}
 }

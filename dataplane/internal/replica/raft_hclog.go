@@ -10,9 +10,11 @@ import (
 )
 
 // hclogger hands hashicorp/raft's and raft-wal's logs to slog. A broker
-// runs a group per partition, so raft's routine lines go out one level
-// lower (Info at Debug, Warn such as "heartbeat timeout reached" at Info);
-// this package logs leadership changes itself.
+// runs a group per partition and a peer going down makes every group
+// complain, so raft's lines go out one level lower: Info at Debug, Warn
+// ("heartbeat timeout reached") at Info, Error ("failed to appendEntries")
+// at Warn. This package logs leadership changes and its own failures
+// itself.
 type hclogger struct {
 	l    *slog.Logger
 	name string
@@ -26,7 +28,7 @@ func newHCLogger(l *slog.Logger) hclog.Logger { return &hclogger{l: l} }
 func (h *hclogger) level(lv hclog.Level) slog.Level {
 	switch {
 	case lv >= hclog.Error:
-		return slog.LevelError
+		return slog.LevelWarn
 	case lv == hclog.Warn:
 		return slog.LevelInfo
 	default:
@@ -55,7 +57,7 @@ func (h *hclogger) IsTrace() bool { return false }
 func (h *hclogger) IsDebug() bool { return h.l.Enabled(context.Background(), slog.LevelDebug) }
 func (h *hclogger) IsInfo() bool  { return h.IsDebug() }
 func (h *hclogger) IsWarn() bool  { return h.l.Enabled(context.Background(), slog.LevelInfo) }
-func (h *hclogger) IsError() bool { return h.l.Enabled(context.Background(), slog.LevelError) }
+func (h *hclogger) IsError() bool { return h.l.Enabled(context.Background(), slog.LevelWarn) }
 
 func (h *hclogger) ImpliedArgs() []any { return h.args }
 

@@ -50,7 +50,7 @@ func testLogger(t testing.TB, prefix string) *slog.Logger {
 		w.done = true
 		w.mu.Unlock()
 	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: testLogLevel}))
 }
 
 // eventually polls cond until it returns nil or timeout passes.
@@ -74,6 +74,7 @@ type testTimings struct {
 	heartbeat, lease                time.Duration
 	snapshotThreshold, trailingLogs uint64
 	isrMaxLag, isrCheck             time.Duration
+	walSegment                      int
 }
 
 func fastTimings() testTimings {
@@ -166,7 +167,7 @@ func (c *testCluster) start(id int32, ln net.Listener) {
 		CommitTimeout: 20 * time.Millisecond, SnapshotThreshold: tm.snapshotThreshold,
 		SnapshotInterval: 50 * time.Millisecond, TrailingLogs: tm.trailingLogs,
 		ISRMaxLag: tm.isrMaxLag, ISRCheckInterval: tm.isrCheck,
-		RPCTimeout: 2 * time.Second,
+		RPCTimeout: 2 * time.Second, WALSegmentSize: tm.walSegment,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -216,13 +217,23 @@ func (c *testCluster) restart(id int32) {
 func (c *testCluster) createTopic(name string, partitions int, configs map[string]string) {
 	c.t.Helper()
 	ids := c.ids()
-	top := &metadata.Topic{Name: name, Configs: configs}
-	copy(top.ID[:], name)
+	var assignment [][]int32
 	for p := range partitions {
 		var reps []int32
 		for i := range ids {
 			reps = append(reps, ids[(p+i)%len(ids)])
 		}
+		assignment = append(assignment, reps)
+	}
+	c.createTopicOn(name, assignment, configs)
+}
+
+// createTopicOn creates topic with the given replica list per partition.
+func (c *testCluster) createTopicOn(name string, assignment [][]int32, configs map[string]string) {
+	c.t.Helper()
+	top := &metadata.Topic{Name: name, Configs: configs}
+	copy(top.ID[:], name)
+	for p, reps := range assignment {
 		top.Partitions = append(top.Partitions, metadata.Partition{ID: int32(p), Replicas: reps, Leader: reps[0], ISR: slices.Clone(reps)})
 	}
 	if _, err := c.meta.Propose(context.Background(), &metadata.Command{CreateTopic: top}); err != nil {
@@ -306,8 +317,19 @@ func produce(n *testNode, topic string, part int32, b []byte, acks int16, timeou
 // leadership errors as a Kafka client does, until timeout.
 func (c *testCluster) produceRetrying(topic string, part int32, b []byte) partition.AppendResult {
 	c.t.Helper()
-	var res partition.AppendResult
-	eventually(c.t, 20*time.Second, "produce", func() error {
+	res, err := c.tryProduce(topic, part, b, 20*time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return res
+}
+
+// tryProduce is produceRetrying for any goroutine: it returns the last
+// error once timeout passes.
+func (c *testCluster) tryProduce(topic string, part int32, b []byte, timeout time.Duration) (partition.AppendResult, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := errors.New("no leader")
 		for _, n := range c.running() {
 			p := n.rr.Partition(topic, part)
 			if p == nil {
@@ -316,13 +338,17 @@ func (c *testCluster) produceRetrying(topic string, part int32, b []byte) partit
 			if ok, _ := n.rr.IsLeader(p); !ok {
 				continue
 			}
-			var err error
-			res, err = produce(n, topic, part, b, -1, 5*time.Second)
-			return err
+			var res partition.AppendResult
+			if res, err = produce(n, topic, part, b, -1, 5*time.Second); err == nil {
+				return res, nil
+			}
+			break
 		}
-		return errors.New("no leader")
-	})
-	return res
+		if time.Now().After(deadline) {
+			return partition.AppendResult{}, fmt.Errorf("produce to %s/%d: %w", topic, part, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // makeBatch builds a valid v2 batch of n records. pid < 0 makes a
@@ -394,7 +420,12 @@ func segmentFiles(t testing.TB, dir string) map[string][]byte {
 // reads and on disk. It returns the log's bytes.
 func (c *testCluster) awaitIdentical(topic string, part int32, wantEnd int64) []byte {
 	c.t.Helper()
-	nodes := c.running()
+	var nodes []*testNode
+	for _, n := range c.running() {
+		if slices.Contains(c.meta.State().Partition(topic, part).Replicas, n.id) {
+			nodes = append(nodes, n)
+		}
+	}
 	eventually(c.t, 20*time.Second, "replicas converge", func() error {
 		for _, n := range nodes {
 			p := n.rr.Partition(topic, part)
@@ -489,3 +520,11 @@ func gauge(t testing.TB, n *testNode, name, topic string, part int32) float64 {
 	t.Fatalf("node %d has no %s{topic=%q,partition=\"%d\"}", n.id, name, topic, part)
 	return 0
 }
+
+// testLogLevel is Info, or Debug with CHRONIK_TEST_DEBUG set.
+var testLogLevel = func() slog.Level {
+	if os.Getenv("CHRONIK_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}()

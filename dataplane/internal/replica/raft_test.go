@@ -1,14 +1,19 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/chronik-stream/chronik/controlplane/metadata"
 )
 
 func TestRaftProduceReplicates(t *testing.T) {
@@ -96,3 +101,396 @@ func TestRaftProduceReplicates(t *testing.T) {
 	})
 }
 
+func TestRaftLeaderFailover(t *testing.T) {
+	tm := fastTimings()
+	c := newTestCluster(t, 3, tm)
+	c.createTopic("events", 1, nil)
+	old, epoch := c.leader("events", 0, 10*time.Second)
+	var acked []string
+	send := func(n *testNode, i int) {
+		t.Helper()
+		tag := fmt.Sprint("e", i)
+		if _, err := produce(n, "events", 0, makeBatch(2, tag, -1, 0, 0), -1, 5*time.Second); err != nil {
+			t.Fatalf("produce %s at node %d: %v", tag, n.id, err)
+		}
+		acked = append(acked, tag+"/0", tag+"/1")
+	}
+	for i := range 10 {
+		send(old, i)
+	}
+
+	c.stop(old.id)
+	stopped := time.Now()
+	ln, newEpoch := c.leader("events", 0, 10*tm.heartbeat)
+	t.Logf("node %d leads at epoch %d, %v after node %d stopped", ln.id, newEpoch, time.Since(stopped), old.id)
+	if newEpoch <= epoch {
+		t.Fatalf("new leader epoch %d, old %d", newEpoch, epoch)
+	}
+	for i := 10; i < 20; i++ {
+		send(ln, i)
+	}
+	log := c.awaitIdentical("events", 0, 40)
+	if got := recordValues(t, log); strings.Join(got, ",") != strings.Join(acked, ",") {
+		t.Fatalf("survivors hold\n %v\nwant\n %v", got, acked)
+	}
+	eventually(t, 10*time.Second, "metadata names the new leader", func() error {
+		if mp := c.meta.State().Partition("events", 0); mp.Leader != ln.id || mp.LeaderEpoch != newEpoch {
+			return fmt.Errorf("leader %d epoch %d", mp.Leader, mp.LeaderEpoch)
+		}
+		return nil
+	})
+
+	// The old leader comes back from its directories, follows and catches up.
+	c.start(old.id, nil)
+	for i := 20; i < 25; i++ {
+		send(ln, i)
+	}
+	log = c.awaitIdentical("events", 0, 50)
+	if got := recordValues(t, log); strings.Join(got, ",") != strings.Join(acked, ",") {
+		t.Fatalf("after rejoin:\n %v\nwant\n %v", got, acked)
+	}
+	if ok, _ := c.nodes[old.id].rr.IsLeader(c.nodes[old.id].rr.Partition("events", 0)); ok {
+		t.Fatalf("restarted node %d leads", old.id)
+	}
+}
+
+func TestRaftSnapshotCatchUp(t *testing.T) {
+	tm := fastTimings()
+	// Small raft-wal segments: it drops compacted entries a whole segment
+	// at a time.
+	tm.snapshotThreshold, tm.trailingLogs, tm.walSegment = 16, 4, 2048
+	c := newTestCluster(t, 3, tm)
+	c.createTopic("snap", 1, nil)
+	ln, _ := c.leader("snap", 0, 10*time.Second)
+	for i := range 5 {
+		if _, err := produce(ln, "snap", 0, makeBatch(4, fmt.Sprint("a", i), -1, 0, 0), -1, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lag *testNode
+	for _, n := range c.running() {
+		if n != ln {
+			lag = n
+			break
+		}
+	}
+	c.awaitIdentical("snap", 0, 20)
+	// Its own snapshot lets it keep its 20 offsets across the restart.
+	if err := lag.rr.group("snap", 0).raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	lagLast := lag.rr.group("snap", 0).raft.LastIndex()
+	c.stop(lag.id)
+
+	for i := 5; i < 80; i++ {
+		if _, err := produce(ln, "snap", 0, makeBatch(4, fmt.Sprint("a", i), -1, 0, 0), -1, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := ln.rr.group("snap", 0)
+	eventually(t, 10*time.Second, "leader compacts its log past the stopped replica", func() error {
+		first, err := g.wal.FirstIndex()
+		if err != nil || first <= lagLast+1 {
+			return fmt.Errorf("first index %d, stopped replica at %d: %v", first, lagLast, err)
+		}
+		return nil
+	})
+
+	c.start(lag.id, nil)
+	c.awaitIdentical("snap", 0, 320)
+	f := c.nodes[lag.id].rr.group("snap", 0).fsm
+	// It copied up to the leader's snapshot, no more than the 75 batches it
+	// missed (the rest came as log entries).
+	if got := f.copied.Load(); got == 0 || got > 75 {
+		t.Fatalf("the lagging replica copied %d batches, want 1 to 75", got)
+	}
+	t.Logf("the lagging replica copied %d batches", f.copied.Load())
+	// It keeps following after the catch-up.
+	if _, err := produce(ln, "snap", 0, makeBatch(4, "after", -1, 0, 0), -1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.awaitIdentical("snap", 0, 324)
+}
+
+func TestRaftRestartAllNoDuplicates(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopic("again", 1, nil)
+	for i := range 12 {
+		c.produceRetrying("again", 0, makeBatch(3, fmt.Sprint("r", i), -1, 0, 0))
+	}
+	c.awaitIdentical("again", 0, 36)
+	// A snapshot in the middle, then more: at restart every replica cuts
+	// its log back to the snapshot and Raft re-applies the rest.
+	for _, n := range c.running() {
+		if err := n.rr.group("again", 0).raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot on node %d: %v", n.id, err)
+		}
+	}
+	for i := 12; i < 20; i++ {
+		c.produceRetrying("again", 0, makeBatch(3, fmt.Sprint("r", i), -1, 0, 0))
+	}
+	before := c.awaitIdentical("again", 0, 60)
+
+	c.stopAll()
+	for _, id := range c.ids() {
+		c.start(id, nil)
+	}
+	after := c.awaitIdentical("again", 0, 60)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("log changed across the restart: %d bytes before, %d after", len(before), len(after))
+	}
+	for _, n := range c.running() {
+		if got := n.rr.group("again", 0).fsm.truncations.Load(); got != 1 {
+			t.Fatalf("node %d cut its log back %d times, want once", n.id, got)
+		}
+	}
+	res := c.produceRetrying("again", 0, makeBatch(3, "r20", -1, 0, 0))
+	if res.BaseOffset != 60 {
+		t.Fatalf("produce after restart at %d, want 60", res.BaseOffset)
+	}
+	c.awaitIdentical("again", 0, 63)
+}
+
+func TestRaftMinInsyncReplicas(t *testing.T) {
+	tm := fastTimings()
+	// A long leader lease keeps the leader in office after it loses its
+	// followers, long enough to see its ISR shrink; a short max lag lets
+	// the ISR shrink quickly.
+	tm.heartbeat, tm.lease, tm.isrMaxLag = 3*time.Second, 3*time.Second, 300*time.Millisecond
+	c := newTestCluster(t, 3, tm)
+	c.createTopic("safe", 1, map[string]string{"min.insync.replicas": "2"})
+	ln, _ := c.leader("safe", 0, 20*time.Second)
+	if _, err := produce(ln, "safe", 0, makeBatch(1, "ok", -1, 0, 0), -1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "full isr", func() error {
+		if v := gauge(t, ln, "partition_isr_size", "safe", 0); v != 3 {
+			return fmt.Errorf("isr size %v", v)
+		}
+		return nil
+	})
+	for _, n := range c.running() {
+		if n != ln {
+			c.stop(n.id)
+		}
+	}
+	// Without a quorum nothing is acknowledged, at any acks.
+	for _, acks := range []int16{1, -1} {
+		_, err := produce(ln, "safe", 0, makeBatch(1, "lost", -1, 0, 0), acks, 200*time.Millisecond)
+		if err == nil {
+			t.Fatalf("acks=%d: produce acknowledged without a quorum", acks)
+		}
+		t.Logf("acks=%d without quorum: %v", acks, err)
+	}
+	// Once the followers fall out of the ISR, acks=-1 is refused up front.
+	eventually(t, 5*time.Second, "NOT_ENOUGH_REPLICAS", func() error {
+		p := ln.rr.Partition("safe", 0)
+		if ok, _ := ln.rr.IsLeader(p); !ok {
+			t.Fatalf("node %d stopped leading before its ISR shrank", ln.id)
+		}
+		_, err := ln.rr.Produce(context.Background(), p, makeBatch(1, "x", -1, 0, 0), -1)
+		if !errors.Is(err, kerr.NotEnoughReplicas) {
+			return fmt.Errorf("produce: %v", err)
+		}
+		return nil
+	})
+	if v := gauge(t, ln, "partition_has_min_isr", "safe", 0); v != 0 {
+		t.Fatalf("partition_has_min_isr = %v with one replica", v)
+	}
+	eventually(t, 5*time.Second, "shrunk isr in the metadata", func() error {
+		if isr := c.meta.State().Partition("safe", 0).ISR; len(isr) != 1 || isr[0] != ln.id {
+			return fmt.Errorf("isr %v", isr)
+		}
+		return nil
+	})
+
+	// One follower back: a quorum and two in-sync replicas again.
+	for _, id := range c.ids() {
+		if id != ln.id {
+			c.start(id, nil)
+			break
+		}
+	}
+	c.produceRetrying("safe", 0, makeBatch(1, "back", -1, 0, 0))
+	log := c.awaitIdentical("safe", 0, c.running()[0].rr.Partition("safe", 0).LogEndOffset())
+	for _, v := range recordValues(t, log) {
+		if strings.HasPrefix(v, "x/") {
+			t.Fatalf("a refused batch was written: %v", recordValues(t, log))
+		}
+	}
+}
+
+func TestRaftIdempotentRetryAcrossLeaderChange(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopic("idem", 1, nil)
+	const pid = 4242
+	first, _ := c.leader("idem", 0, 10*time.Second)
+	var offsets []int64
+	for seq := int32(0); seq < 3; seq++ {
+		res, err := produce(first, "idem", 0, makeBatch(2, fmt.Sprint("s", seq), pid, 0, seq*2), -1, 5*time.Second)
+		if err != nil || res.Duplicate {
+			t.Fatalf("seq %d: %+v %v", seq*2, res, err)
+		}
+		offsets = append(offsets, res.BaseOffset)
+	}
+	// The leader moves; the client retries its last batch there.
+	if err := first.rr.Transfer(context.Background(), "idem", 0, 0); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	second, _ := c.leader("idem", 0, 10*time.Second)
+	if second == first {
+		t.Fatalf("leadership stayed on node %d", first.id)
+	}
+	res, err := produce(second, "idem", 0, makeBatch(2, "s2", pid, 0, 4), -1, 5*time.Second)
+	if err != nil || !res.Duplicate || res.BaseOffset != offsets[2] {
+		t.Fatalf("retry at the new leader: %+v %v, want a duplicate at %d", res, err, offsets[2])
+	}
+	res, err = produce(second, "idem", 0, makeBatch(2, "s3", pid, 0, 6), -1, 5*time.Second)
+	if err != nil || res.Duplicate || res.BaseOffset != 6 {
+		t.Fatalf("next batch: %+v %v, want offset 6", res, err)
+	}
+	if _, err := produce(second, "idem", 0, makeBatch(2, "gap", pid, 0, 12), -1, 5*time.Second); err == nil {
+		t.Fatal("a sequence gap was accepted")
+	}
+	// The new leader dies right after acknowledging; the retry lands on
+	// the third node, which has the same producer state.
+	c.stop(second.id)
+	third, _ := c.leader("idem", 0, 10*time.Second)
+	res, err = produce(third, "idem", 0, makeBatch(2, "s3", pid, 0, 6), -1, 5*time.Second)
+	if err != nil || !res.Duplicate || res.BaseOffset != 6 {
+		t.Fatalf("retry at the third leader: %+v %v, want a duplicate at 6", res, err)
+	}
+	log := c.awaitIdentical("idem", 0, 8)
+	want := "s0/0,s0/1,s1/0,s1/1,s2/0,s2/1,s3/0,s3/1"
+	if got := strings.Join(recordValues(t, log), ","); got != want {
+		t.Fatalf("log holds %s, want %s", got, want)
+	}
+}
+
+func TestRaftTransferAll(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopic("move", 4, nil)
+	for part := int32(0); part < 4; part++ {
+		c.leader("move", part, 10*time.Second)
+	}
+	// Move every leadership to node 1 first, so it has all four to give up.
+	n1 := c.nodes[1]
+	for part := int32(0); part < 4; part++ {
+		ln, _ := c.leader("move", part, 10*time.Second)
+		if ln != n1 {
+			if err := ln.rr.Transfer(context.Background(), "move", part, 1); err != nil {
+				t.Fatalf("transfer move/%d to node 1: %v", part, err)
+			}
+		}
+		if ln, _ := c.leader("move", part, 10*time.Second); ln != n1 {
+			t.Fatalf("move/%d is led by node %d after a transfer to node 1", part, ln.id)
+		}
+	}
+	// A client keeps producing with retries while node 1 hands off.
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 40; i++ {
+			if _, err := c.tryProduce("move", int32(i%4), makeBatch(1, fmt.Sprint("m", i), -1, 0, 0), 20*time.Second); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if err := n1.rr.TransferAll(context.Background()); err != nil {
+		t.Fatalf("transfer all: %v", err)
+	}
+	for part := int32(0); part < 4; part++ {
+		p := n1.rr.Partition("move", part)
+		if ok, _ := n1.rr.IsLeader(p); ok {
+			t.Fatalf("node 1 still leads move/%d", part)
+		}
+		ln, epoch := c.leader("move", part, 10*time.Second)
+		if ln == n1 {
+			t.Fatalf("node 1 leads move/%d again", part)
+		}
+		eventually(t, 10*time.Second, "metadata follows the transfer", func() error {
+			if mp := c.meta.State().Partition("move", part); mp.Leader != ln.id || mp.LeaderEpoch != epoch {
+				return fmt.Errorf("move/%d: metadata says %d at %d", part, mp.Leader, mp.LeaderEpoch)
+			}
+			return nil
+		})
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for part := int32(0); part < 4; part++ {
+		total += len(recordValues(t, c.awaitIdentical("move", part, 10)))
+	}
+	if total != 40 {
+		t.Fatalf("%d records, want 40", total)
+	}
+}
+
+// TestRaftReassignment moves a partition from nodes 1,2 to nodes 2,3 the
+// way a rebalance does: add the new replica, then drop the old one.
+func TestRaftReassignment(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopicOn("re", [][]int32{{1, 2}}, nil)
+	for i := range 10 {
+		c.produceRetrying("re", 0, makeBatch(2, fmt.Sprint("a", i), -1, 0, 0))
+	}
+	c.awaitIdentical("re", 0, 20)
+	if c.nodes[3].rr.Partition("re", 0) != nil {
+		t.Fatal("node 3 hosts a replica it was not assigned")
+	}
+	setReplicas := func(reps []int32) {
+		t.Helper()
+		mp := c.meta.State().Partition("re", 0)
+		if _, err := c.meta.Propose(context.Background(), &metadata.Command{PartitionState: &metadata.PartitionStateCmd{
+			Topic: "re", Leader: mp.Leader, LeaderEpoch: mp.LeaderEpoch, ISR: mp.ISR, Replicas: reps,
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	voters := func() ([]int32, error) {
+		ln, _ := c.leader("re", 0, 10*time.Second)
+		f := ln.rr.group("re", 0).raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return nil, err
+		}
+		var ids []int32
+		for _, s := range f.Configuration().Servers {
+			id, _ := nodeID(s.ID)
+			ids = append(ids, id)
+		}
+		return ids, nil
+	}
+
+	setReplicas([]int32{1, 2, 3})
+	eventually(t, 10*time.Second, "node 3 joins the group", func() error {
+		ids, err := voters()
+		if err != nil || !sameIDs(ids, []int32{1, 2, 3}) {
+			return fmt.Errorf("voters %v: %v", ids, err)
+		}
+		return nil
+	})
+	c.produceRetrying("re", 0, makeBatch(2, "b", -1, 0, 0))
+	c.awaitIdentical("re", 0, 22)
+
+	setReplicas([]int32{2, 3})
+	eventually(t, 10*time.Second, "node 1 leaves the group", func() error {
+		ids, err := voters()
+		if err != nil || !sameIDs(ids, []int32{2, 3}) {
+			return fmt.Errorf("voters %v: %v", ids, err)
+		}
+		if c.nodes[1].rr.Partition("re", 0) != nil {
+			return errors.New("node 1 still hosts its replica")
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(c.nodes[1].dir, "re-0")); !os.IsNotExist(err) {
+		t.Fatalf("node 1 kept the replica's directory: %v", err)
+	}
+	c.produceRetrying("re", 0, makeBatch(2, "c", -1, 0, 0))
+	log := c.awaitIdentical("re", 0, 24)
+	if n := len(recordValues(t, log)); n != 24 {
+		t.Fatalf("%d records, want 24", n)
+	}
+}
