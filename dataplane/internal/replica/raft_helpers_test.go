@@ -79,7 +79,7 @@ type testTimings struct {
 
 func fastTimings() testTimings {
 	return testTimings{
-		heartbeat: 400 * time.Millisecond, lease: 400 * time.Millisecond,
+		heartbeat: time.Second, lease: time.Second,
 		snapshotThreshold: 100000, trailingLogs: 1024,
 		isrMaxLag: 2 * time.Second, isrCheck: 50 * time.Millisecond,
 	}
@@ -99,14 +99,14 @@ type testNode struct {
 
 // testCluster is N brokers sharing one in-process metadata store.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	meta    *metadata.LocalStore
 	cluster *config.Cluster
 	timings testTimings
 	nodes   map[int32]*testNode
 }
 
-func newTestCluster(t *testing.T, n int, tm testTimings) *testCluster {
+func newTestCluster(t testing.TB, n int, tm testTimings) *testCluster {
 	t.Helper()
 	root := t.TempDir()
 	meta, err := metadata.OpenLocalStore(filepath.Join(root, "meta"), "test-cluster")
@@ -354,10 +354,19 @@ func (c *testCluster) tryProduce(topic string, part int32, b []byte, timeout tim
 // makeBatch builds a valid v2 batch of n records. pid < 0 makes a
 // non-idempotent batch.
 func makeBatch(n int, tag string, pid int64, epoch int16, seq int32) []byte {
+	return makeSizedBatch(n, tag, 0, pid, epoch, seq)
+}
+
+// makeSizedBatch is makeBatch with values padded to valueBytes.
+func makeSizedBatch(n int, tag string, valueBytes int, pid int64, epoch int16, seq int32) []byte {
 	var recs []byte
 	ts := time.Now().UnixMilli()
 	for i := range n {
-		r := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: int32(i), Value: fmt.Appendf(nil, "%s/%d", tag, i)}
+		v := fmt.Appendf(nil, "%s/%d", tag, i)
+		for len(v) < valueBytes {
+			v = append(v, byte('a'+len(v)%26))
+		}
+		r := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: int32(i), Value: v}
 		r.Length = int32(len(r.AppendTo(nil)) - 1)
 		recs = r.AppendTo(recs)
 	}

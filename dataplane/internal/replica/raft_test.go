@@ -311,8 +311,9 @@ func TestRaftMinInsyncReplicas(t *testing.T) {
 			break
 		}
 	}
-	c.produceRetrying("safe", 0, makeBatch(1, "back", -1, 0, 0))
-	log := c.awaitIdentical("safe", 0, c.running()[0].rr.Partition("safe", 0).LogEndOffset())
+	// Batches proposed without a quorum may commit now, ahead of this one.
+	res := c.produceRetrying("safe", 0, makeBatch(1, "back", -1, 0, 0))
+	log := c.awaitIdentical("safe", 0, res.LastOffset+1)
 	for _, v := range recordValues(t, log) {
 		if strings.HasPrefix(v, "x/") {
 			t.Fatalf("a refused batch was written: %v", recordValues(t, log))
@@ -451,7 +452,11 @@ func TestRaftReassignment(t *testing.T) {
 	}
 	voters := func() ([]int32, error) {
 		ln, _ := c.leader("re", 0, 10*time.Second)
-		f := ln.rr.group("re", 0).raft.GetConfiguration()
+		g := ln.rr.group("re", 0)
+		if g == nil {
+			return nil, fmt.Errorf("node %d just closed its replica", ln.id)
+		}
+		f := g.raft.GetConfiguration()
 		if err := f.Error(); err != nil {
 			return nil, err
 		}
