@@ -92,6 +92,7 @@ type Controller struct {
 	health     *health
 	live       *liveness
 	restoresAt int64 // fsm restores when NewRaft returned
+	segSize    int   // raft-wal segment size; tests shrink it
 
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
@@ -137,6 +138,7 @@ func New(cfg Config) (*Controller, error) {
 		stopped:     make(chan struct{}),
 		ready:       make(chan struct{}),
 		bootstrap:   make(chan struct{}),
+		segSize:     defaultSegmentSize,
 	}
 	if c.isCtl && cfg.DataDir == "" {
 		return nil, errors.New("controller: no data directory")
@@ -239,7 +241,7 @@ func (c *Controller) logStartup() {
 func (c *Controller) startRaft() error {
 	dir := filepath.Join(c.cfg.DataDir, "meta")
 	hl := hclogslog.New(c.log.With("raft_group", Group))
-	st, err := openStores(dir, hl)
+	st, err := openStores(dir, c.segSize, hl)
 	if err != nil {
 		return fmt.Errorf("open __meta stores: %w", err)
 	}

@@ -128,6 +128,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	cur := f.load()
 	var key nonceKey
 	hasNonce := len(l.Extensions) == nonceLen
+	f.mu.Lock()
+	f.evictLocked(l.Index)
+	f.mu.Unlock()
 	if hasNonce {
 		copy(key[:], l.Extensions)
 		f.mu.Lock()
@@ -160,7 +163,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.seen[key] = out
 		f.order = append(f.order, nonceIndex{key, l.Index})
 	}
-	f.evictLocked(l.Index)
 	f.mu.Unlock()
 	f.publish(next)
 	return out

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,8 +31,14 @@ type peerSpec struct {
 
 // options tune a test cluster.
 type options struct {
+	// electionTimeout and heartbeatInterval are [raft]'s; zero means 1 s
+	// and 50 ms, slower than the guide's 300/30 ms so that elections stay
+	// settled on an overloaded test machine.
+	electionTimeout   time.Duration
+	heartbeatInterval time.Duration
 	snapshotThreshold int
 	snapshotInterval  time.Duration
+	segmentSize       int           // raft-wal segment size, 0: default
 	heartbeat         time.Duration // broker heartbeat interval
 }
 
@@ -61,6 +68,9 @@ func newCluster(t *testing.T, opts options, specs ...peerSpec) *cluster {
 	t.Helper()
 	if opts.heartbeat == 0 {
 		opts.heartbeat = 100 * time.Millisecond
+	}
+	if opts.electionTimeout == 0 {
+		opts.electionTimeout, opts.heartbeatInterval = time.Second, 50*time.Millisecond
 	}
 	cl := &cluster{
 		t: t, opts: opts, specs: specs,
@@ -94,7 +104,8 @@ func (cl *cluster) clusterFile(id int32) string {
 		}
 	}
 	fmt.Fprintf(&b, "enabled = true\nnode_id = %d\nreplication_factor = %d\nmin_insync_replicas = 1\n", id, min(3, brokers))
-	fmt.Fprintf(&b, "[raft]\nelection_timeout_ms = 300\nheartbeat_interval_ms = 30\n")
+	fmt.Fprintf(&b, "[raft]\nelection_timeout_ms = %d\nheartbeat_interval_ms = %d\n",
+		cl.opts.electionTimeout.Milliseconds(), cl.opts.heartbeatInterval.Milliseconds())
 	if cl.opts.snapshotThreshold > 0 {
 		fmt.Fprintf(&b, "snapshot_threshold = %d\n", cl.opts.snapshotThreshold)
 	}
@@ -136,6 +147,9 @@ func (cl *cluster) start(id int32, ln net.Listener) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cl.opts.segmentSize > 0 {
+		c.segSize = cl.opts.segmentSize
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{id: id, mux: mux, c: c, reg: reg, stop: cancel, done: make(chan error, 1)}
 	go func() { n.done <- c.Run(ctx) }()
@@ -159,6 +173,8 @@ func (cl *cluster) kill(id int32) {
 			cl.t.Errorf("node %d Run: %v", id, err)
 		}
 	case <-time.After(20 * time.Second):
+		buf := make([]byte, 8<<20)
+		cl.t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 		cl.t.Fatalf("node %d Run did not return", id)
 	}
 	if err := n.mux.Close(); err != nil {

@@ -112,7 +112,8 @@ func (l *liveness) beat(id int32, dead bool) {
 // run checks every broker twice per heartbeat interval until ctx ends. A
 // term starts with a clean record: every broker gets a full timeout from
 // the start of the term, or from when it (re)appears alive in the image,
-// before it is judged.
+// before it is judged. So it does after the check itself fell far behind
+// its schedule.
 func (l *liveness) run(ctx context.Context, log *slog.Logger) {
 	start := time.Now()
 	l.mu.Lock()
@@ -125,10 +126,20 @@ func (l *liveness) run(ctx context.Context, log *slog.Logger) {
 		l.heard, l.noticed, l.wasLive = nil, nil, nil
 		l.mu.Unlock()
 	}()
-	tick := time.NewTicker(max(l.c.hbInterval/2, 10*time.Millisecond))
+	every := max(l.c.hbInterval/2, 10*time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	last := start
 	for {
-		for _, cmd := range l.check(start, time.Now()) {
+		now := time.Now()
+		if now.Sub(last) > every+l.c.hbInterval {
+			// This loop itself was starved (a stalled process, an
+			// overloaded host): the silence may be ours, not the
+			// brokers'. Judge them again from now on.
+			log.Warn("liveness check was delayed; restarting broker timeouts", "delay", now.Sub(last))
+			start = now
+		}
+		for _, cmd := range l.check(start, now) {
 			b := cmd.BrokerState
 			if b.Alive {
 				log.Info("broker heartbeats resumed; marking it alive", "broker_id", b.ID)
@@ -143,6 +154,7 @@ func (l *liveness) run(ctx context.Context, log *slog.Logger) {
 			}
 		}
 		l.c.reconcileVoters(ctx, log)
+		last = time.Now()
 		select {
 		case <-tick.C:
 		case <-l.wake:

@@ -13,9 +13,9 @@ import (
 )
 
 const (
-	// walSegmentSize keeps raft-wal from preallocating its 64 MiB default
-	// per segment; __meta entries are small.
-	walSegmentSize = 4 << 20
+	// defaultSegmentSize keeps raft-wal from preallocating its 64 MiB
+	// default per segment; __meta entries are small.
+	defaultSegmentSize = 4 << 20
 	// logCacheSize is how many recent entries the leader serves from
 	// memory instead of reading them back from the WAL.
 	logCacheSize = 512
@@ -32,7 +32,10 @@ type stores struct {
 	snaps *raft.FileSnapshotStore
 }
 
-func openStores(dir string, logger hclog.Logger) (*stores, error) {
+// openStores opens the stores under dir. raft-wal only drops whole
+// segments when Raft compacts its log, so segmentSize also decides how
+// far behind a snapshot the log really ends.
+func openStores(dir string, segmentSize int, logger hclog.Logger) (*stores, error) {
 	walDir := filepath.Join(dir, "wal")
 	if err := os.MkdirAll(walDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", walDir, err)
@@ -40,7 +43,7 @@ func openStores(dir string, logger hclog.Logger) (*stores, error) {
 	// The WAL does not close the metadata database it opens itself, and
 	// its file lock would then block a reopen in this process: own it.
 	mdb := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithSegmentSize(walSegmentSize), wal.WithMetaStore(mdb), wal.WithLogger(logger.Named("wal")))
+	w, err := wal.Open(walDir, wal.WithSegmentSize(segmentSize), wal.WithMetaStore(mdb), wal.WithLogger(logger.Named("wal")))
 	if err != nil {
 		_ = mdb.Close()
 		return nil, fmt.Errorf("open raft log %s: %w", walDir, err)
