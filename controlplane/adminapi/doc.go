@@ -1,0 +1,54 @@
+// Package adminapi serves the operator API of a node: the Connect service
+// chronik.admin.v1.AdminService and the deployment guide's REST forms
+// `POST /admin/transfer-leader` and `POST /admin/rebalance`, all from one
+// http.Handler that the broker mounts on its Kafka port. It also owns the
+// rebalance executor, which carries out a rebalance plan one move at a time.
+//
+// # Where a call runs
+//
+// Every node serves the API. A call that changes the cluster's placement
+// (StartRebalance, GetRebalanceStatus, CancelRebalance, DrainNode,
+// DecommissionNode, AddNode) runs on the active controller, the leader of
+// __meta, because the rebalance executor and its progress live there. A
+// node that is not the active controller forwards such a call to the
+// controller's Kafka address with the Connect client and marks it with the
+// Chronik-Admin-Forwarded header; a node never forwards a call that carries
+// the header, so two nodes that disagree about who leads answer Unavailable
+// instead of passing a call back and forth.
+//
+// GetClusterStatus and ListNodes are forwarded too, so that the __meta
+// figures (voters alive in particular, which only the leader knows) are the
+// leader's. When no controller is known or it cannot be reached, the node
+// answers from its own metadata image instead: that image is as fresh as the
+// last change this node applied (a follower of __meta learns a commit on the
+// next append or heartbeat, 30 ms by default; a broker-only node on its next
+// metadata watch), and its liveness flags are the last ones the controller
+// wrote before it became unreachable. The response header
+// Chronik-Status-Source says which it was: "controller" or "local".
+//
+// TransferLeader runs on the node that receives it: the Backend hands each
+// transfer to wherever the group's leader is.
+//
+// # Rebalancing
+//
+// A rebalance plan comes from assign.Plan over the live brokers (a
+// decommissioning broker is listed even when it is down, so that its
+// replicas move off it). The executor carries the moves out in order. A
+// replica move adds the new replica to the partition's Raft group and waits
+// until it has caught up, moves the leadership away if the leaving replica
+// leads, records the new replica list in __meta, and only then removes the
+// old replica, so the group never has fewer members than the replication
+// factor. A leader move records the new preferred leader and transfers the
+// leadership. Before each move the executor checks that this node still
+// leads __meta; a controller that lost the leadership stops its rebalance
+// as failed rather than race the new one. CancelRebalance lets the move in
+// flight finish and stops before the next.
+//
+// # Errors
+//
+// Inner functions return plain errors built on this package's sentinel
+// errors; each RPC converts them once, with connectError, to a Connect code
+// and a message a person can act on ("unknown node 7", "node 3 is not a
+// replica of orders/1"). The REST forms answer the same messages as JSON
+// {"error": "..."} with a matching HTTP status.
+package adminapi
