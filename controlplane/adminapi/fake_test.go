@@ -231,9 +231,9 @@ type fakeNode struct {
 
 var _ Backend = (*fakeNode)(nil)
 
-func (n *fakeNode) NodeID() int32                { return n.id }
-func (n *fakeNode) State() *metadata.State       { return n.c.store.State() }
-func (n *fakeNode) Changed() <-chan struct{}     { return n.c.store.Changed() }
+func (n *fakeNode) NodeID() int32                  { return n.id }
+func (n *fakeNode) State() *metadata.State         { return n.c.store.State() }
+func (n *fakeNode) Changed() <-chan struct{}       { return n.c.store.Changed() }
 func (n *fakeNode) ControllerAddr() (string, bool) { return n.c.controllerAddr(n.Meta().LeaderID) }
 
 func (n *fakeNode) Propose(ctx context.Context, cmd *metadata.Command) (metadata.Result, error) {
