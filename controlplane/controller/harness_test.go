@@ -94,6 +94,19 @@ func newCluster(t *testing.T, opts options, specs ...peerSpec) *cluster {
 	return cl
 }
 
+// addPeer adds a node to cluster.toml (as rendered from now on) without
+// starting it, and returns its listener.
+func (cl *cluster) addPeer(spec peerSpec) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	cl.specs = append(cl.specs, spec)
+	cl.addrs[spec.id] = ln.Addr().String()
+	cl.dirs[spec.id] = cl.t.TempDir()
+	return ln
+}
+
 // clusterFile renders cluster.toml for node id.
 func (cl *cluster) clusterFile(id int32) string {
 	var b strings.Builder

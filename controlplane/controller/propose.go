@@ -142,8 +142,8 @@ func (c *Controller) forward(ctx context.Context, ref leaderRef, data, nonce []b
 	return resp.Outcome, nil
 }
 
-// serveCall runs handler h for a request from another node or, for
-// requests to self, from this one.
+// call invokes method on the node at addr; a call to this node runs the
+// handler directly instead of going through the network.
 func (c *Controller) call(ctx context.Context, addr, method string, req []byte) ([]byte, error) {
 	if addr == c.cfg.Mux.LocalAddr() {
 		if h := c.handler(method); h != nil {
