@@ -112,21 +112,30 @@ func (c *fakeCluster) proposeLocked(ctx context.Context, cmd *metadata.Command) 
 // (round robin over brokers 1..n), led by the first.
 func (c *fakeCluster) createTopic(name string, partitions, rf, n int) {
 	c.t.Helper()
+	sets := make([][]int32, partitions)
+	for p := range sets {
+		for i := range rf {
+			sets[p] = append(sets[p], int32((p+i)%n+1))
+		}
+	}
+	c.createTopicWith(name, sets)
+}
+
+// createTopicWith adds a topic with the given replica lists, each
+// partition led by its first replica with all replicas in sync.
+func (c *fakeCluster) createTopicWith(name string, sets [][]int32) {
+	c.t.Helper()
 	t := &metadata.Topic{Name: name, Internal: name == "__consumer_offsets"}
 	t.ID[0] = byte(len(name))
-	for p := range partitions {
-		var replicas []int32
-		for i := range rf {
-			replicas = append(replicas, int32((p+i)%n+1))
-		}
-		t.Partitions = append(t.Partitions, metadata.Partition{ID: int32(p), Replicas: replicas,
+	for p, replicas := range sets {
+		t.Partitions = append(t.Partitions, metadata.Partition{ID: int32(p), Replicas: slices.Clone(replicas),
 			Leader: replicas[0], LeaderEpoch: 1, ISR: slices.Clone(replicas)})
 	}
 	c.mu.Lock()
 	for _, p := range t.Partitions {
 		tp := assign.TopicPartition{Topic: name, Partition: p.ID}
 		c.members[tp] = slices.Clone(p.Replicas)
-		c.rf[tp] = rf
+		c.rf[tp] = len(p.Replicas)
 	}
 	c.mu.Unlock()
 	c.mustPropose(&metadata.Command{CreateTopic: t})

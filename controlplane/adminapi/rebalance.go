@@ -437,9 +437,13 @@ func (s *Service) commitReplicaMove(ctx context.Context, m assign.Move) error {
 		return err
 	}
 	if p.Leader == m.Remove {
-		leaders, _ := leaderCounts(st)
-		cands := append([]int32{m.Add}, p.ISR...)
-		to := bestAmong(st, cands, leaders, m.Remove)
+		// The new preferred leader takes over when it can (the plan counts
+		// on it), else the best in-sync replica.
+		to := m.ApplyTo(p.Replicas)[0]
+		if b := st.Brokers[to]; to == m.Remove || b == nil || !b.Alive || (to != m.Add && !slices.Contains(p.ISR, to)) {
+			leaders, _ := leaderCounts(st)
+			to = bestAmong(st, append([]int32{m.Add}, p.ISR...), leaders, m.Remove)
+		}
 		if to == 0 {
 			return errorf(ErrNoCandidate, "no live in-sync replica of %s/%d can take the leadership from node %d",
 				tp.Topic, tp.Partition, m.Remove)

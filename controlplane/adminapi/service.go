@@ -150,6 +150,9 @@ func (s *Service) route(h http.Header) (addr string, err error) {
 			s.b.NodeID(), from)
 	}
 	addr, ok := s.b.ControllerAddr()
+	if leader := s.b.Meta().LeaderID; leader != 0 && (!ok || addr == "") {
+		return "", errorf(ErrNoController, "node %d knows no address for the active controller, node %d", s.b.NodeID(), leader)
+	}
 	if !ok || addr == "" {
 		return "", errorf(ErrNoController, "no active controller: __meta has no leader that node %d knows of", s.b.NodeID())
 	}

@@ -16,15 +16,20 @@ import (
 
 // threeNodes is the guide's cluster: three nodes with both roles, node 1
 // leading __meta, orders (3 partitions, RF 3), payments (2 partitions, RF
-// 2: payments/1 lives on nodes 2 and 3) and __consumer_offsets.
+// 2: payments/1 lives on nodes 2 and 3) and __consumer_offsets. Every node
+// runs a Service; node 1's is returned.
 func threeNodes(t *testing.T) (*fakeCluster, *Service, adminv1connect.AdminServiceClient) {
 	t.Helper()
 	c := newFakeCluster(t, 3)
 	c.createTopic("orders", 3, 3, 3)
 	c.createTopic("payments", 2, 2, 3)
 	c.createTopic("__consumer_offsets", 3, 3, 3)
-	s := startService(t, c.node(1), func(cfg *Config) { cfg.MinInsyncReplicas = 2 })
-	cl, _, _ := serve(t, c, 1, s)
+	var s *Service
+	var cl adminv1connect.AdminServiceClient
+	for id := int32(3); id >= 1; id-- { // every node serves; node 1's is returned
+		s = startService(t, c.node(id), func(cfg *Config) { cfg.MinInsyncReplicas = 2 })
+		cl, _, _ = serve(t, c, id, s)
+	}
 	return c, s, cl
 }
 
@@ -171,3 +176,5 @@ func wantErr(t *testing.T, err error, code connect.Code, msg string) {
 		t.Errorf("message %q, want it to contain %q", errorMessage(err), msg)
 	}
 }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
