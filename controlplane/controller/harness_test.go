@@ -3,13 +3,11 @@ package controller
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"reflect"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,11 +405,4 @@ func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *captureHandler) WithGroup(name string) slog.Handler {
 	return &captureHandler{sink: h.sink, prefix: h.prefix, inner: h.inner.WithGroup(name)}
-}
-
-var _ io.Writer = writerFunc(nil)
-
-func id32(s string) int32 {
-	n, _ := strconv.Atoi(s)
-	return int32(n)
 }
