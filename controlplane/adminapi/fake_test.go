@@ -475,3 +475,8 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// clientFor is a Connect client for the Service at addr.
+func clientFor(addr string) adminv1connect.AdminServiceClient {
+	return adminv1connect.NewAdminServiceClient(http.DefaultClient, "http://"+addr)
+}

@@ -234,7 +234,9 @@ func fromController[Req, Resp any](ctx context.Context, s *Service, req *connect
 	case addr != "":
 		resp, err := forward(ctx, s, addr, req, remote)
 		if err == nil {
-			resp.Header().Set(StatusSourceHeader, source)
+			if resp.Header().Get(StatusSourceHeader) == "" {
+				resp.Header().Set(StatusSourceHeader, source)
+			}
 			return resp, nil
 		}
 		if connect.CodeOf(err) != connect.CodeUnavailable {
