@@ -142,7 +142,6 @@ func (c *Controller) ping(ctx context.Context, addr string) (pingResponse, error
 // the cluster later): its first log entry would contradict theirs, so it
 // waits for the leader to add it.
 func (c *Controller) runBootstrap(ctx context.Context) error {
-	defer close(c.bootstrap)
 	total := len(c.controllers)
 	c.log.Info(fmt.Sprintf("Starting cluster bootstrap for node %d (cluster size: %d)", c.cfg.NodeID, total))
 	c.log.Info(fmt.Sprintf("Waiting for quorum (need %d/%d nodes)...", c.quorum, total))

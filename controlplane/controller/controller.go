@@ -85,8 +85,7 @@ type Controller struct {
 	stopped    chan struct{} // closed when Run starts stopping
 	ready      chan struct{}
 	readyOnce  sync.Once
-	bootstrap  chan struct{} // closed after the bootstrap decision
-	leaderOK   atomic.Bool   // leader of the current term, caught up
+	leaderOK   atomic.Bool // leader of the current term, caught up
 	events     metadata.Watch
 	hint       atomic.Pointer[leaderRef] // leader as last heard, broker-only
 	health     *health
@@ -137,7 +136,6 @@ func New(cfg Config) (*Controller, error) {
 		hbInterval:  brokerHeartbeatInterval(cfg),
 		stopped:     make(chan struct{}),
 		ready:       make(chan struct{}),
-		bootstrap:   make(chan struct{}),
 		segSize:     defaultSegmentSize,
 	}
 	if c.isCtl && cfg.DataDir == "" {
@@ -203,7 +201,6 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.goFunc(func() { c.readyLoop(ctx) })
 		})
 	} else {
-		close(c.bootstrap)
 		c.goFunc(func() { c.watchLoop(ctx) })
 	}
 	if c.isBroker {
