@@ -38,7 +38,6 @@ var (
 	ErrForwardFailed     = errors.New("adminapi: forward to the active controller")
 	ErrNoMetaLeader      = errors.New("adminapi: __meta has no leader")
 	ErrPartitionOffline  = errors.New("adminapi: partition has no leader")
-	ErrRebalanceFinished = errors.New("adminapi: rebalance already finished")
 )
 
 // opError is an error for the operator: a plain message and the sentinel
@@ -94,7 +93,7 @@ func code(err error) connect.Code {
 		errors.Is(err, ErrNotVoter), errors.Is(err, ErrNoCandidate), errors.Is(err, ErrRebalanceRunning),
 		errors.Is(err, ErrNoRebalance), errors.Is(err, ErrLastController), errors.Is(err, ErrNotEnoughBrokers),
 		errors.Is(err, ErrStalePlan), errors.Is(err, ErrLostLeadership), errors.Is(err, ErrPartitionOffline),
-		errors.Is(err, ErrRebalanceFinished), errors.Is(err, metadata.ErrStaleEpoch):
+		errors.Is(err, metadata.ErrStaleEpoch):
 		return connect.CodeFailedPrecondition
 	default:
 		return connect.CodeInternal

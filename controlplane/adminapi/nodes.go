@@ -50,6 +50,26 @@ func (s *Service) drainNode(ctx context.Context, m *adminv1.DrainNodeRequest) (*
 	return &adminv1.DrainNodeResponse{Node: s.nodeInfo(id), Changes: res.changes}, nil
 }
 
+// Resume clears node id's drain flag, so that it is given leaderships
+// again (the next rebalance hands its preferred leaderships back). A node
+// is drained to be restarted, so the broker calls Resume once it has
+// started again and registered; a node that is not draining is left as it
+// is.
+func Resume(ctx context.Context, b Backend, id int32) error {
+	br := b.State().Brokers[id]
+	if br == nil {
+		return errorf(ErrUnknownNode, "unknown node %d", id)
+	}
+	if !br.Draining {
+		return nil
+	}
+	cmd := &metadata.BrokerStateCmd{ID: id, Alive: br.Alive, Draining: false, Decommissioning: br.Decommissioning}
+	if _, err := b.Propose(ctx, &metadata.Command{BrokerState: cmd}); err != nil {
+		return fmt.Errorf("clear the drain flag of node %d: %w", id, err)
+	}
+	return nil
+}
+
 // DecommissionNode marks a node decommissioning and starts the rebalance
 // that moves its replicas away; the rebalance's last step removes the node
 // from __meta. When the node leads __meta, the leadership moves first and
@@ -113,9 +133,16 @@ func (s *Service) checkDecommission(st *metadata.State, id int32) error {
 	}
 	for _, t := range st.SortedTopics() {
 		for _, p := range t.Partitions {
-			if slices.Contains(p.Replicas, id) && len(p.Replicas) > len(others) {
+			if !slices.Contains(p.Replicas, id) {
+				continue
+			}
+			if len(p.Replicas) > len(others) {
 				return errorf(ErrNotEnoughBrokers, "cannot decommission node %d: %s/%d has %d replicas but only %d other live brokers (%v) could hold them; add a node or lower the topic's replication factor first",
 					id, t.Name, p.ID, len(p.Replicas), len(others), others)
+			}
+			if !slices.ContainsFunc(p.Replicas, func(r int32) bool { return r != id && brokerAlive(st, r) }) && !brokerAlive(st, id) {
+				return errorf(ErrNotEnoughBrokers, "cannot decommission node %d: %s/%d has no live replica (replicas %v) to copy its data from; bring node %d back first",
+					id, t.Name, p.ID, p.Replicas, id)
 			}
 		}
 	}

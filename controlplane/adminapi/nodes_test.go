@@ -199,3 +199,11 @@ func TestAddNode(t *testing.T) {
 		wantErr(t, err, tc.code, tc.msg)
 	}
 }
+
+func TestDecommissionRefusesToLoseData(t *testing.T) {
+	c, cl := fourNodes(t)
+	c.createTopic("audit", 1, 1, 4) // audit/0 only on node 1
+	c.setAlive(1, false)
+	_, err := decommission(cl, 1, true)
+	wantErr(t, err, connect.CodeFailedPrecondition, "cannot decommission node 1: audit/0 has no live replica (replicas [1]) to copy its data from")
+}

@@ -71,7 +71,8 @@ func (s *Service) startRebalance(_ context.Context, m *adminv1.StartRebalanceReq
 }
 
 // plan computes the moves that even out replicas and leaders over the live
-// brokers. Broker decommission (if not 0) counts as decommissioning, and a
+// brokers, then those that give leaderships back to preferred leaders.
+// Broker decommission (if not 0) counts as decommissioning, and a
 // decommissioning broker is listed even when it is down so that its
 // replicas move off it; other dead brokers keep their replicas.
 func (s *Service) plan(st *metadata.State, decommission int32) []assign.Move {
@@ -90,7 +91,35 @@ func (s *Service) plan(st *metadata.State, decommission int32) []assign.Move {
 			current[assign.TopicPartition{Topic: name, Partition: p.ID}] = slices.Clone(p.Replicas)
 		}
 	}
-	return assign.Plan(brokers, current)
+	moves := assign.Plan(brokers, current)
+	return append(moves, preferredLeaderMoves(st, moves, decommission)...)
+}
+
+// preferredLeaderMoves hands partitions the plan leaves alone back to their
+// preferred leader (the first replica) where another node leads them now,
+// as after a drain and restart or a failover, provided the preferred
+// leader can lead: alive, in sync, neither draining nor decommissioning.
+func preferredLeaderMoves(st *metadata.State, planned []assign.Move, decommission int32) []assign.Move {
+	touched := map[assign.TopicPartition]bool{}
+	for _, m := range planned {
+		touched[m.Partition] = true
+	}
+	var out []assign.Move
+	for _, t := range st.SortedTopics() {
+		for _, p := range t.Partitions {
+			tp := assign.TopicPartition{Topic: t.Name, Partition: p.ID}
+			if touched[tp] || len(p.Replicas) == 0 || p.Leader == p.Replicas[0] {
+				continue
+			}
+			want := p.Replicas[0]
+			b := st.Brokers[want]
+			if want == decommission || b == nil || !b.Alive || b.Draining || b.Decommissioning || !slices.Contains(p.ISR, want) {
+				continue
+			}
+			out = append(out, assign.Move{Kind: assign.LeaderMove, Partition: tp, From: p.Leader, To: want})
+		}
+	}
+	return out
 }
 
 func moveProto(m assign.Move) *adminv1.RebalanceMove {

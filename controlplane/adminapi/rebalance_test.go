@@ -358,3 +358,37 @@ func TestRebalanceMovesLeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestRebalanceRestoresPreferredLeaders(t *testing.T) {
+	c, _, cl := threeNodes(t)
+	// After a drain of node 1 and its restart, others lead what it prefers.
+	if _, err := drain(cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := Resume(context.Background(), c.node(1), 1); err != nil {
+		t.Fatal(err)
+	}
+	if c.store.State().Brokers[1].Draining {
+		t.Fatal("node 1 still draining")
+	}
+	// __meta went elsewhere; ask whoever leads it now (node 1 forwards).
+	plan := startRebalance(t, cl, true)
+	if len(plan.GetMoves()) != 3 {
+		t.Fatalf("plan %v, want the three partitions node 1 prefers", plan.GetMoves())
+	}
+	for _, m := range plan.GetMoves() {
+		if m.GetNewLeaderId() != 1 || m.GetAddReplica() != 0 {
+			t.Errorf("move %v", m)
+		}
+	}
+	st := waitRebalance(t, cl, startRebalance(t, cl, false).GetRebalanceId())
+	if st.GetState() != adminv1.RebalanceState_REBALANCE_STATE_DONE {
+		t.Fatalf("status %v", st)
+	}
+	spread(t, c.store.State(), map[string]int{"orders": 3, "payments": 2, "__consumer_offsets": 3})
+	c.assertInvariants(t)
+
+	if err := Resume(context.Background(), c.node(1), 9); !errors.Is(err, ErrUnknownNode) {
+		t.Errorf("resume of an unknown node: %v", err)
+	}
+}
