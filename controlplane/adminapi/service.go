@@ -112,7 +112,9 @@ func New(cfg Config) *Service {
 }
 
 // Handler serves the Connect AdminService under ConnectPath and the REST
-// forms POST /admin/transfer-leader and POST /admin/rebalance.
+// forms POST /admin/transfer-leader and POST /admin/rebalance under
+// RESTPath. A broker mounts it on its HTTP mux at both prefixes (or at "/"
+// below its own more specific routes such as /metrics).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	path, h := adminv1connect.NewAdminServiceHandler(s, connect.WithRecover(s.recovered))
