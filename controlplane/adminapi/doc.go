@@ -39,10 +39,20 @@
 // leads, records the new replica list in __meta, and only then removes the
 // old replica, so the group never has fewer members than the replication
 // factor. A leader move records the new preferred leader and transfers the
-// leadership. Before each move the executor checks that this node still
+// leadership. After the plan's own moves come leader moves that hand every
+// other partition back to its preferred leader where that node can lead
+// again (after a drain and restart, or a failover). Before each move the executor checks that this node still
 // leads __meta; a controller that lost the leadership stops its rebalance
 // as failed rather than race the new one. CancelRebalance lets the move in
 // flight finish and stops before the next.
+//
+// # Draining and decommissioning
+//
+// DrainNode marks a broker draining (no leaderships are given to it) and
+// moves every leadership it holds away; Resume clears the mark, and the
+// broker calls it once it has started again. DecommissionNode marks a
+// broker decommissioning, runs the rebalance that empties it, and removes
+// it from __meta as the rebalance's last step.
 //
 // # Errors
 //
