@@ -21,8 +21,8 @@ const RetainedBatches = 5
 
 // Outcomes of Check; each maps to a Kafka error code.
 var (
-	ErrOutOfOrder   = errors.New("producer: out of order sequence number")  // OUT_OF_ORDER_SEQUENCE_NUMBER
-	ErrInvalidEpoch = errors.New("producer: invalid producer epoch")         // INVALID_PRODUCER_EPOCH
+	ErrOutOfOrder   = errors.New("producer: out of order sequence number")    // OUT_OF_ORDER_SEQUENCE_NUMBER
+	ErrInvalidEpoch = errors.New("producer: invalid producer epoch")          // INVALID_PRODUCER_EPOCH
 	ErrCorrupt      = errors.New("producer: corrupt producer state snapshot") // never sent to clients
 )
 
