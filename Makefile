@@ -30,16 +30,20 @@ test-deps:
 
 unit:
 	$(GO) vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
-	$(GO) test -race -timeout 10m $(RACE_PKGS)
-	$(GO) test -timeout 10m ./chronikctl/... ./proto/...
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m ./chronikctl/... ./proto/...
 
 e2e: build
 	CHRONIK_SERVER_BIN=$(CURDIR)/$(SERVER) CHRONIKCTL_BIN=$(CURDIR)/$(CTL) \
-		$(GO) test -timeout 15m -tags e2e ./tests/...
+		$(GO) test -count=1 -timeout 15m -tags e2e ./tests/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./dataplane/internal/batch/
 	$(GO) test -run '^$$' -fuzz FuzzRequest -fuzztime 30s ./dataplane/internal/kafka/
+	$(GO) test -run '^$$' -fuzz FuzzBatch -fuzztime 30s ./dataplane/internal/batch/
+	$(GO) test -run '^$$' -fuzz FuzzRecovery -fuzztime 30s ./dataplane/internal/storage/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 30s ./dataplane/internal/group/
+	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./controlplane/raftnet/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./controlplane/config/
 
 bench:
 	scripts/bench/run.sh

@@ -205,24 +205,25 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	}()
 
 	start(b.replicas.Run)
+	if err := b.register(ctx); err != nil {
+		return err
+	}
+	offsetsPartitions, err := b.ensureOffsetsTopic(ctx)
+	if err != nil {
+		return err
+	}
 	coord := group.New(group.Config{
-		Logger:        b.log.With("component", "groups"),
+		Logger:        b.log,
 		Log:           kafka.NewGroupLog(b.replicas),
-		NumPartitions: b.cfg.OffsetsPartitions,
+		NumPartitions: offsetsPartitions,
 		TopicExists: func(topic string, p int32) bool {
 			return b.meta.State().Partition(topic, p) != nil
 		},
 		InitialRebalanceDelay: b.cfg.GroupInitialRebalanceDelay,
 	})
 	start(coord.Run)
-	if err := b.register(ctx); err != nil {
-		return err
-	}
-	if err := b.ensureOffsetsTopic(ctx); err != nil {
-		return err
-	}
 	// Single node: every offsets partition is led here.
-	for p := int32(0); p < b.cfg.OffsetsPartitions; p++ {
+	for p := int32(0); p < offsetsPartitions; p++ {
 		if err := coord.Load(ctx, p); err != nil {
 			return fmt.Errorf("load groups of %s/%d: %w", kafka.OffsetsTopic, p, err)
 		}
@@ -299,25 +300,30 @@ func (b *Broker) httpHandler() http.Handler {
 }
 
 // ensureOffsetsTopic creates the internal committed-offsets topic when it
-// is missing. Its records are kept until the group coordinator's own
-// checkpoints drop them, so time retention is off.
-func (b *Broker) ensureOffsetsTopic(ctx context.Context) error {
+// is missing and returns its partition count (the existing topic's, so a
+// changed setting never moves groups to other partitions). Its records are
+// kept until the group coordinator's own checkpoints drop them, so time
+// retention is off; small segments let those checkpoints free disk soon.
+func (b *Broker) ensureOffsetsTopic(ctx context.Context) (int32, error) {
 	st := b.meta.State()
 	if st.Topics[kafka.OffsetsTopic] == nil {
 		rf := min(3, len(st.LiveBrokers()))
 		replicas, err := b.assign(st, int(b.cfg.OffsetsPartitions), rf)
 		if err != nil {
-			return fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
+			return 0, fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
 		}
 		t := &metadata.Topic{Name: kafka.OffsetsTopic, Internal: true,
-			Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "compact"}}
+			Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "compact", "segment.bytes": "104857600"}}
 		rand.Read(t.ID[:])
 		for i, r := range replicas {
 			t.Partitions = append(t.Partitions, metadata.Partition{ID: int32(i), Replicas: r, ISR: r, Leader: r[0]})
 		}
 		if _, err := b.meta.Propose(ctx, &metadata.Command{CreateTopic: t}); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
-			return fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
+			return 0, fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
 		}
 	}
-	return b.replicas.Await(ctx, kafka.OffsetsTopic)
+	if err := b.replicas.Await(ctx, kafka.OffsetsTopic); err != nil {
+		return 0, err
+	}
+	return int32(len(b.meta.State().Topics[kafka.OffsetsTopic].Partitions)), nil
 }
