@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chronik-stream/chronik/controlplane/metadata"
 	"github.com/chronik-stream/chronik/dataplane/internal/partition"
 )
@@ -306,15 +308,21 @@ func (m *Manager) Await(ctx context.Context, topic string) error {
 func (m *Manager) IsLeader(p *partition.Partition) (bool, int32) { return true, 0 }
 
 // Produce appends at once, keeping the caller's order, and for acks=-1
-// waits for the group-committed fsync.
+// waits for the group-committed fsync. Both steps are traced as children
+// of the request's span (free when tracing is off).
 func (m *Manager) Produce(ctx context.Context, p *partition.Partition, records []byte, acks int16) (func(context.Context) (partition.AppendResult, error), error) {
+	tracer := trace.SpanFromContext(ctx).TracerProvider().Tracer("chronik/replica")
+	_, span := tracer.Start(ctx, "append")
 	res, err := p.Apply(records, 0)
+	span.End()
 	if err != nil {
 		return nil, err
 	}
 	p.SetHighWatermark(res.LastOffset + 1)
 	return func(ctx context.Context) (partition.AppendResult, error) {
 		if acks == -1 {
+			ctx, span := tracer.Start(ctx, "fsync")
+			defer span.End()
 			if err := p.Sync(ctx, res.LastOffset+1); err != nil {
 				return res, err
 			}
