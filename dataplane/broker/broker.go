@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/chronik-stream/chronik/controlplane/assign"
 	"github.com/chronik-stream/chronik/controlplane/metadata"
 	"github.com/chronik-stream/chronik/dataplane/internal/group"
 	"github.com/chronik-stream/chronik/dataplane/internal/kafka"
@@ -268,19 +269,22 @@ func (b *Broker) register(ctx context.Context) error {
 	return nil
 }
 
-// assign places new partitions: in single-node mode every replica is here.
+// assign places new partitions over the live brokers with the cluster's
+// placement rules, counting what they already hold.
 func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, error) {
-	live := st.LiveBrokers()
-	if rf > len(live) {
-		return nil, fmt.Errorf("replication factor %d is larger than the %d available brokers", rf, len(live))
-	}
-	out := make([][]int32, partitions)
-	for i := range out {
-		for j := 0; j < rf; j++ {
-			out[i] = append(out[i], live[(i+j)%len(live)].ID)
+	var brokers []assign.Broker
+	for _, br := range st.LiveBrokers() {
+		if !br.Decommissioning {
+			brokers = append(brokers, assign.Broker{ID: br.ID, Rack: br.Rack, Draining: br.Draining})
 		}
 	}
-	return out, nil
+	var load assign.Load
+	for _, t := range st.Topics {
+		for _, p := range t.Partitions {
+			load.Add(p.Replicas)
+		}
+	}
+	return assign.Assign(brokers, load, partitions, rf)
 }
 
 func (b *Broker) httpHandler() http.Handler {
