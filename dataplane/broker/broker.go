@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -20,10 +19,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chronik-stream/chronik/controlplane/assign"
+	"github.com/chronik-stream/chronik/controlplane/config"
+	"github.com/chronik-stream/chronik/controlplane/controller"
 	"github.com/chronik-stream/chronik/controlplane/metadata"
+	"github.com/chronik-stream/chronik/controlplane/raftnet"
 	"github.com/chronik-stream/chronik/dataplane/internal/group"
 	"github.com/chronik-stream/chronik/dataplane/internal/kafka"
 	"github.com/chronik-stream/chronik/dataplane/internal/partition"
@@ -58,6 +59,25 @@ type Config struct {
 	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms
 	// (default 3 s; negative disables it).
 	GroupInitialRebalanceDelay time.Duration
+
+	// Cluster, when set, runs the node as a member of that cluster
+	// (cluster.toml): the __meta group on controller peers, a Raft group
+	// per hosted partition on broker peers. Nil runs a single node.
+	Cluster *config.Cluster
+	// RaftListener, when set, is used instead of binding
+	// BindAddr:raft_port in cluster mode.
+	RaftListener net.Listener
+	// TransferTimeout bounds the hand-over of leaderships when Run's
+	// context ends in cluster mode (default 10 s).
+	TransferTimeout time.Duration
+}
+
+// replicaSet is the write path of either mode: replica.Manager on a single
+// node, replica.RaftReplicas in a cluster.
+type replicaSet interface {
+	kafka.Replicas
+	Open() error
+	Run(ctx context.Context) error
 }
 
 // Broker is one running node.
@@ -66,16 +86,37 @@ type Broker struct {
 	log      *slog.Logger
 	ln       net.Listener
 	meta     metadata.Service
-	replicas *replica.Manager
+	replicas replicaSet
 	reg      *prometheus.Registry
-	ready    atomic.Bool
-	readyCh  chan struct{}
-	once     sync.Once
+
+	// Cluster mode only.
+	mux     *raftnet.Mux
+	ctrl    *controller.Controller
+	rr      *replica.RaftReplicas
+	ready   atomic.Bool
+	readyCh chan struct{}
+	once    sync.Once
 }
 
 func (c *Config) setDefaults() {
+	if c.Cluster != nil {
+		self := c.Cluster.Self()
+		c.NodeID = self.ID
+		if c.KafkaPort == 0 {
+			c.KafkaPort = self.KafkaPort()
+		}
+		if c.AdvertisedHost == "" {
+			c.AdvertisedHost = self.Host()
+		}
+		if c.DefaultReplicationFactor <= 0 {
+			c.DefaultReplicationFactor = int16(c.Cluster.ReplicationFactor)
+		}
+	}
 	if c.NodeID == 0 {
 		c.NodeID = 1
+	}
+	if c.TransferTimeout <= 0 {
+		c.TransferTimeout = 10 * time.Second
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
@@ -131,34 +172,55 @@ func New(cfg Config) (*Broker, error) {
 	b := &Broker{cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), reg: prometheus.NewRegistry(), readyCh: make(chan struct{})}
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store, err := metadata.OpenLocalStore(filepath.Join(cfg.DataDir, "meta"), newClusterID())
-	if err != nil {
-		return nil, fmt.Errorf("open metadata: %w", err)
+	var err error
+	if cfg.Cluster != nil {
+		err = b.openCluster()
+	} else {
+		err = b.openSingle()
 	}
-	b.meta = store
-	b.replicas = replica.New(replica.Config{
-		Dir:            filepath.Join(cfg.DataDir, "topics"),
-		NodeID:         cfg.NodeID,
-		Meta:           store,
-		Logger:         cfg.Logger,
-		RetentionCheck: cfg.RetentionCheck,
-		Defaults: partition.Config{
-			Storage:           cfg.Storage,
-			MaxMessageBytes:   1048588,
-			MinInsyncReplicas: 1,
-		},
-	})
-	if err := b.replicas.Open(); err != nil {
-		return nil, fmt.Errorf("open replicas: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	b.ln = cfg.Listener
 	if b.ln == nil {
 		addr := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.KafkaPort))
 		if b.ln, err = net.Listen("tcp", addr); err != nil {
+			b.closeMux()
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 	}
 	return b, nil
+}
+
+// openSingle opens a single node's local metadata and replicas.
+func (b *Broker) openSingle() error {
+	cfg := b.cfg
+	store, err := metadata.OpenLocalStore(filepath.Join(cfg.DataDir, "meta"), newClusterID())
+	if err != nil {
+		return fmt.Errorf("open metadata: %w", err)
+	}
+	b.meta = store
+	b.replicas = replica.New(b.replicaConfig(1))
+	if err := b.replicas.Open(); err != nil {
+		return fmt.Errorf("open replicas: %w", err)
+	}
+	return nil
+}
+
+// replicaConfig is the replica manager's configuration of either mode.
+func (b *Broker) replicaConfig(minISR int32) replica.Config {
+	return replica.Config{
+		Dir:            filepath.Join(b.cfg.DataDir, "topics"),
+		NodeID:         b.cfg.NodeID,
+		Meta:           b.meta,
+		Logger:         b.cfg.Logger,
+		RetentionCheck: b.cfg.RetentionCheck,
+		Defaults: partition.Config{
+			Storage:           b.cfg.Storage,
+			MaxMessageBytes:   1048588,
+			MinInsyncReplicas: minISR,
+		},
+	}
 }
 
 func newClusterID() string {
@@ -202,13 +264,32 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	defer func() {
 		stopBackground()
 		bg.Wait()
+		b.closeMux()
 		err = errors.Join(append([]error{err}, bgErrs...)...)
 	}()
 
-	start(b.replicas.Run)
-	if err := b.register(ctx); err != nil {
+	ctrlDone := make(chan struct{}) // closed if the control plane stops
+	if b.ctrl != nil {
+		start(func(ctx context.Context) error {
+			defer close(ctrlDone)
+			if err := b.ctrl.Run(ctx); err != nil {
+				return fmt.Errorf("control plane: %w", err)
+			}
+			return nil
+		})
+		if err := b.awaitCluster(ctx, ctrlDone); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while joining
+			}
+			return err
+		}
+		if err := b.replicas.Open(); err != nil {
+			return fmt.Errorf("open replicas: %w", err)
+		}
+	} else if err := b.register(ctx); err != nil {
 		return err
 	}
+	start(b.replicas.Run)
 	offsetsPartitions, err := b.ensureOffsetsTopic(ctx)
 	if err != nil {
 		return err
@@ -223,12 +304,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		InitialRebalanceDelay: b.cfg.GroupInitialRebalanceDelay,
 	})
 	start(coord.Run)
-	// Single node: every offsets partition is led here.
-	for p := int32(0); p < offsetsPartitions; p++ {
-		if err := coord.Load(ctx, p); err != nil {
-			return fmt.Errorf("load groups of %s/%d: %w", kafka.OffsetsTopic, p, err)
-		}
-	}
+	start(func(ctx context.Context) error { return b.followOffsetsLeaders(ctx, coord, offsetsPartitions) })
 
 	srv := kafka.NewServer(kafka.Config{
 		Logger: b.log,
@@ -252,9 +328,64 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	b.once.Do(func() { close(b.readyCh) })
 	b.log.Info(fmt.Sprintf("Chronik server ready on %s (advertised: %s)", b.ln.Addr(),
 		net.JoinHostPort(b.cfg.AdvertisedHost, strconv.Itoa(b.cfg.AdvertisedPort))))
-	err = srv.Serve(ctx, b.ln)
+
+	// In a cluster, leaderships move away before the listener closes, so
+	// clients follow them while this node still answers.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	go func() {
+		select {
+		case <-ctx.Done():
+			b.handOff()
+		case <-ctrlDone:
+			b.log.Error("control plane stopped; shutting down")
+		case <-serveCtx.Done():
+		}
+		stopServing()
+	}()
+	err = srv.Serve(serveCtx, b.ln)
 	b.ready.Store(false)
 	return err
+}
+
+// followOffsetsLeaders makes the group coordinator serve exactly the
+// __consumer_offsets partitions this node leads: it loads a partition once
+// its replica here becomes leader (and has applied its log) and unloads it
+// when the leadership moves.
+func (b *Broker) followOffsetsLeaders(ctx context.Context, coord *group.Coordinator, n int32) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	loaded := make([]bool, n)
+	for {
+		changed := b.meta.Changed()
+		for p := range n {
+			part := b.replicas.Partition(kafka.OffsetsTopic, p)
+			lead := false
+			if part != nil {
+				lead, _ = b.replicas.IsLeader(part)
+			}
+			switch {
+			case lead && !loaded[p]:
+				if err := coord.Load(ctx, p); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					b.log.Warn("load consumer groups", "partition", p, "err", err)
+					continue
+				}
+				loaded[p] = true
+			case !lead && loaded[p]:
+				coord.Unload(p)
+				loaded[p] = false
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+	}
 }
 
 // register records this node in the metadata with its advertised address.
@@ -287,22 +418,6 @@ func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, erro
 	return assign.Assign(brokers, load, partitions, rf)
 }
 
-func (b *Broker) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) {
-		if !b.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	return mux
-}
-
 // ensureOffsetsTopic creates the internal committed-offsets topic when it
 // is missing and returns its partition count (the existing topic's, so a
 // changed setting never moves groups to other partitions). Its records are
@@ -312,6 +427,13 @@ func (b *Broker) ensureOffsetsTopic(ctx context.Context) (int32, error) {
 	st := b.meta.State()
 	if st.Topics[kafka.OffsetsTopic] == nil {
 		rf := min(3, len(st.LiveBrokers()))
+		if b.cfg.Cluster != nil {
+			var err error
+			if st, err = b.awaitBrokers(ctx); err != nil {
+				return 0, err
+			}
+			rf = min(int(b.cfg.DefaultReplicationFactor), len(st.LiveBrokers()))
+		}
 		replicas, err := b.assign(st, int(b.cfg.OffsetsPartitions), rf)
 		if err != nil {
 			return 0, fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)

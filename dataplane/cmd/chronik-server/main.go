@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chronik-stream/chronik/controlplane/config"
 	"github.com/chronik-stream/chronik/dataplane/broker"
 )
 
@@ -27,7 +28,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "advertised-addr", EnvVars: []string{"CHRONIK_ADVERTISED_ADDR"}, Usage: "host advertised to clients (default: bind address, or localhost)"},
 			&cli.IntFlag{Name: "advertised-port", EnvVars: []string{"CHRONIK_ADVERTISED_PORT"}, Usage: "port advertised to clients (default: Kafka port)"},
-			&cli.IntFlag{Name: "kafka-port", EnvVars: []string{"CHRONIK_KAFKA_PORT"}, Value: 9092, Usage: "Kafka (and HTTP) listen port"},
+			&cli.IntFlag{Name: "kafka-port", EnvVars: []string{"CHRONIK_KAFKA_PORT"}, Usage: "Kafka (and HTTP) listen port (default 9092, or the port of this node's addr in cluster.toml)"},
 			&cli.StringFlag{Name: "bind-addr", EnvVars: []string{"CHRONIK_BIND_ADDR"}, Value: "0.0.0.0", Usage: "listen address"},
 			&cli.StringFlag{Name: "data-dir", EnvVars: []string{"CHRONIK_DATA_DIR"}, Value: "./data", Usage: "data directory"},
 			&cli.StringFlag{Name: "cluster-config", EnvVars: []string{"CHRONIK_CLUSTER_CONFIG"}, Usage: "cluster.toml; without it the node runs alone"},
@@ -36,7 +37,9 @@ func main() {
 			&cli.IntFlag{Name: "num-partitions", EnvVars: []string{"CHRONIK_NUM_PARTITIONS"}, Value: 1, Usage: "partitions of auto-created topics"},
 		},
 		Commands: []*cli.Command{
-			{Name: "standalone", Usage: "run controller and broker in one process", Action: run},
+			{Name: "standalone", Usage: "run a node with the roles cluster.toml gives it (both by default), or a single node without CHRONIK_CLUSTER_CONFIG", Action: func(c *cli.Context) error { return run(c, "") }},
+			{Name: "controller", Usage: "run a dedicated controller (its peer entry must have roles = [\"controller\"])", Action: func(c *cli.Context) error { return run(c, config.RoleController) }},
+			{Name: "broker", Usage: "run a dedicated broker (its peer entry must have roles = [\"broker\"])", Action: func(c *cli.Context) error { return run(c, config.RoleBroker) }},
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -45,12 +48,16 @@ func main() {
 	}
 }
 
-func run(c *cli.Context) error {
+// run starts a node; only, when set, is the single role the command
+// promises the node plays.
+func run(c *cli.Context, only config.Role) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(c.String("log-level"))}))
-	if c.String("cluster-config") != "" {
-		return fmt.Errorf("cluster mode (%s) is not available in this build", c.String("cluster-config"))
+	cluster, err := loadCluster(c.String("cluster-config"), only)
+	if err != nil {
+		return err
 	}
 	cfg := broker.Config{
+		Cluster:           cluster,
 		DataDir:           c.String("data-dir"),
 		BindAddr:          c.String("bind-addr"),
 		KafkaPort:         c.Int("kafka-port"),
@@ -70,6 +77,32 @@ func run(c *cli.Context) error {
 	err = b.Run(ctx)
 	logger.Info("Chronik server stopped")
 	return err
+}
+
+// loadCluster reads cluster.toml when path is set. A `controller` or
+// `broker` command needs the node's peer entry to play exactly that role,
+// so that every node's file agrees on who runs __meta.
+func loadCluster(path string, only config.Role) (*config.Cluster, error) {
+	if path == "" {
+		if only != "" {
+			return nil, fmt.Errorf("chronik-server %s needs CHRONIK_CLUSTER_CONFIG (a cluster.toml)", only)
+		}
+		return nil, nil
+	}
+	cl, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !cl.Enabled {
+		if only != "" {
+			return nil, fmt.Errorf("%s: enabled = false, but chronik-server %s needs cluster mode", path, only)
+		}
+		return nil, nil
+	}
+	if self := cl.Self(); only != "" && (len(self.Roles) != 1 || self.Roles[0] != only) {
+		return nil, fmt.Errorf("%s: node %d has roles %v; chronik-server %s needs roles = [%q] in its [[peers]] entry", path, self.ID, self.Roles, only, only)
+	}
+	return cl, nil
 }
 
 // parseLevel reads CHRONIK_LOG_LEVEL or a RUST_LOG-style directive such as

@@ -32,12 +32,12 @@ func newRaftCollector(rr *RaftReplicas) *raftCollector {
 	}
 }
 
-// Describe implements prometheus.Collector.
-func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.leader, c.isLeader, c.term, c.commit, c.applied, c.isr, c.ok} {
-		ch <- d
-	}
-}
+// Describe implements prometheus.Collector. It describes nothing, which
+// makes the collector unchecked: the controller exports the same names for
+// __meta with constant labels, and a registry refuses a second descriptor
+// of a name whose labels are variable where the first one's are constant.
+// The gatherer still merges both into one family per name.
+func (c *raftCollector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
