@@ -96,6 +96,13 @@ func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.
 // Start launches the process and waits for /health/ready.
 func (s *Server) Start() {
 	s.t.Helper()
+	s.Launch()
+	s.WaitReady(30 * time.Second)
+}
+
+// Launch starts the process without waiting for it to be ready.
+func (s *Server) Launch() {
+	s.t.Helper()
 	s.mu.Lock()
 	cmd := exec.Command(ServerBin(s.t), s.Args...)
 	cmd.Env = append(os.Environ(),
@@ -124,7 +131,22 @@ func (s *Server) Start() {
 			s.t.Logf("server %s logs:\n%s", s.Addr(), s.logs.String())
 		}
 	})
-	s.WaitReady(30 * time.Second)
+}
+
+// Running reports whether the process is alive.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
 }
 
 // WaitReady polls /health/ready until it answers 200 or the deadline.
