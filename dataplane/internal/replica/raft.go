@@ -246,6 +246,8 @@ func NewRaftReplicas(cfg RaftConfig) (*RaftReplicas, error) {
 	rr.m = New(mcfg)
 	cfg.Mux.Handle(methodRead, rr.serveRead)
 	cfg.Mux.Handle(methodISR, rr.serveISR)
+	cfg.Mux.Handle(methodTransfer, rr.serveTransfer)
+	cfg.Mux.Handle(methodState, rr.serveState)
 	rr.unregister = rr.registerMetrics()
 	return rr, nil
 }
@@ -284,6 +286,8 @@ func (rr *RaftReplicas) Run(ctx context.Context) error {
 	err := <-mdone
 	rr.cfg.Mux.Handle(methodRead, nil)
 	rr.cfg.Mux.Handle(methodISR, nil)
+	rr.cfg.Mux.Handle(methodTransfer, nil)
+	rr.cfg.Mux.Handle(methodState, nil)
 	rr.unregister()
 	return err
 }

@@ -1,0 +1,119 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestRaftTransferLeaderFromAnyNode moves a partition's leadership by
+// asking a node that does not lead it, and one that does not even host
+// it, and reads the group's state over replica.state.
+func TestRaftTransferLeaderFromAnyNode(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopicOn("tl", [][]int32{{1, 2}}, nil)
+	c.produceRetrying("tl", 0, makeBatch(2, "a", -1, 0, 0))
+	ln, _ := c.leader("tl", 0, 10*time.Second)
+	other := int32(1)
+	if ln.id == 1 {
+		other = 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Node 3 hosts no replica: it forwards to the leader in the metadata
+	// (or the one its answer names).
+	got, err := c.nodes[3].rr.TransferLeader(ctx, "tl", 0, other)
+	if err != nil || got != other {
+		t.Fatalf("transfer via node 3: leader %d, %v; want %d", got, err, other)
+	}
+	if n, _ := c.leader("tl", 0, 10*time.Second); n.id != other {
+		t.Fatalf("node %d leads, want %d", n.id, other)
+	}
+
+	// The old leader, now a follower, forwards to the new one.
+	got, err = c.nodes[ln.id].rr.TransferLeader(ctx, "tl", 0, ln.id)
+	if err != nil || got != ln.id {
+		t.Fatalf("transfer via node %d: leader %d, %v", ln.id, got, err)
+	}
+	c.leader("tl", 0, 10*time.Second)
+
+	if _, err := c.nodes[3].rr.TransferLeader(ctx, "tl", 0, 3); err == nil {
+		t.Fatal("transfer to a node outside the group succeeded")
+	}
+
+	// Every node answers for itself, this one directly, the others over
+	// the raft port.
+	eventually(t, 10*time.Second, "group state from every node", func() error {
+		for _, id := range []int32{1, 2, 3} {
+			s, err := c.nodes[1].rr.GroupStateOf(ctx, id, "tl", 0)
+			if err != nil {
+				return err
+			}
+			wantHosted := id != 3
+			if s.Hosted != wantHosted {
+				return fmt.Errorf("node %d: hosted %v", id, s.Hosted)
+			}
+			if !wantHosted {
+				continue
+			}
+			if !slices.Equal(s.Members, []int32{1, 2}) || s.Leader != ln.id || s.IsLeader != (id == ln.id) || s.AppliedIndex == 0 {
+				return fmt.Errorf("node %d: %+v", id, s)
+			}
+		}
+		return nil
+	})
+}
+
+func TestAdminCodecRoundTrip(t *testing.T) {
+	s := GroupState{Hosted: true, Leader: 3, IsLeader: true, Term: 7, CommitIndex: 99, AppliedIndex: 98, Members: []int32{1, 3, 4}}
+	got, err := decodeGroupState(s.encode())
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(s) {
+		t.Fatalf("group state round trip: %+v, %v", got, err)
+	}
+	q := transferQuery{groupRef: groupRef{Topic: "orders", Partition: 2}, To: 4}
+	if gq, err := decodeTransferQuery(q.encode()); err != nil || gq != q {
+		t.Fatalf("transfer query round trip: %+v, %v", gq, err)
+	}
+	a := transferAnswer{Leader: 2, NotLeader: true, Err: "no"}
+	if ga, err := decodeTransferAnswer(a.encode()); err != nil || ga != a {
+		t.Fatalf("transfer answer round trip: %+v, %v", ga, err)
+	}
+	if _, err := decodeGroupRef(groupRef{Topic: "", Partition: 1}.encode()); err == nil {
+		t.Fatal("empty topic decoded")
+	}
+}
+
+func FuzzAdminDecoders(f *testing.F) {
+	f.Add(GroupState{Hosted: true, Leader: 1, Term: 2, Members: []int32{1, 2, 3}}.encode())
+	f.Add(transferQuery{groupRef: groupRef{Topic: "t", Partition: 0}, To: 2}.encode())
+	f.Add(transferAnswer{Leader: 2, Err: "x"}.encode())
+	f.Add(groupRef{Topic: "t", Partition: 1}.encode())
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if s, err := decodeGroupState(b); err == nil && !bytes.Equal(s.encode(), b) {
+			if s2, err := decodeGroupState(s.encode()); err != nil || fmt.Sprint(s2) != fmt.Sprint(s) {
+				t.Fatalf("group state %+v round trip: %+v %v", s, s2, err)
+			}
+		}
+		if q, err := decodeTransferQuery(b); err == nil {
+			if q2, err := decodeTransferQuery(q.encode()); err != nil || q2 != q {
+				t.Fatalf("transfer query %+v round trip: %+v %v", q, q2, err)
+			}
+		}
+		if a, err := decodeTransferAnswer(b); err == nil {
+			if a2, err := decodeTransferAnswer(a.encode()); err != nil || a2 != a {
+				t.Fatalf("transfer answer %+v round trip: %+v %v", a, a2, err)
+			}
+		}
+		if q, err := decodeGroupRef(b); err == nil {
+			if q2, err := decodeGroupRef(q.encode()); err != nil || q2 != q {
+				t.Fatalf("group ref %+v round trip: %+v %v", q, q2, err)
+			}
+		}
+	})
+}
