@@ -91,7 +91,13 @@ type Controller struct {
 	health     *health
 	live       *liveness
 	restoresAt int64 // fsm restores when NewRaft returned
-	segSize    int   // raft-wal segment size; tests shrink it
+	// registeredSeen is set once this node's broker record was in the
+	// image; retired once it is gone again (see voters.go).
+	registeredSeen atomic.Bool
+	retired        atomic.Bool
+	vmu            sync.Mutex
+	removed        map[int32]bool // voters this leader removed; guarded by vmu
+	segSize        int            // raft-wal segment size; tests shrink it
 
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool

@@ -58,6 +58,7 @@ func (c *Controller) handlePing(_ context.Context, req []byte) ([]byte, error) {
 		Controller: c.isCtl,
 		Applied:    st.Index,
 		ClusterID:  st.ClusterID,
+		Retired:    c.isBroker && c.noteRetirement(st),
 		leaderRef:  c.leader(),
 	}
 	if r := c.raft.Load(); r != nil {

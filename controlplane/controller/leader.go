@@ -203,8 +203,8 @@ func brokerState(b *metadata.Broker, alive bool) *metadata.Command {
 
 // reconcileVoters adds controllers of cluster.toml that are missing from
 // the __meta configuration (a node added to the cluster) once they answer
-// health checks, one at a time. Removing controllers is left to an
-// explicit decommission.
+// health checks, one at a time, unless they answer as retired. Removing
+// controllers is left to an explicit decommission (RetireNode).
 func (c *Controller) reconcileVoters(ctx context.Context, log *slog.Logger) {
 	r := c.raft.Load()
 	f := r.GetConfiguration()
@@ -221,7 +221,7 @@ func (c *Controller) reconcileVoters(ctx context.Context, log *slog.Logger) {
 		if have[id] {
 			continue
 		}
-		if _, ok := alive[p.ID]; !ok {
+		if a, ok := alive[p.ID]; !ok || a.Retired || c.wasRemoved(p.ID) {
 			continue
 		}
 		log.Info("adding controller to __meta", "peer_id", p.ID, "raft_addr", p.RaftAddr())

@@ -13,7 +13,7 @@ import (
 // brokerLoop registers this node as a broker once the controller is ready,
 // then heartbeats to the __meta leader every interval. It registers again
 // when the leader does not know the broker (or its image disagrees with
-// this node's advertised endpoint).
+// this node's advertised endpoint), and stops once the node is retired.
 func (c *Controller) brokerLoop(ctx context.Context) {
 	select {
 	case <-c.ready:
@@ -24,6 +24,9 @@ func (c *Controller) brokerLoop(ctx context.Context) {
 	defer t.Stop()
 	registered := false
 	for {
+		if c.noteRetirement(c.view.load()) {
+			return
+		}
 		if !registered {
 			registered = c.register(ctx)
 		}
@@ -56,11 +59,15 @@ func (c *Controller) brokerRecord() metadata.Broker {
 }
 
 // register proposes RegisterBroker unless the image already holds this
-// broker as it would register. A dead record is left to the heartbeats,
-// which revive it.
+// broker as it would register, or shows it decommissioned. A dead record
+// is left to the heartbeats, which revive it.
 func (c *Controller) register(ctx context.Context) bool {
 	want := c.brokerRecord()
-	if have := c.view.load().Brokers[want.ID]; have != nil && sameEndpoint(have, &want) {
+	st := c.view.load()
+	if c.noteRetirement(st) {
+		return false
+	}
+	if have := st.Brokers[want.ID]; have != nil && sameEndpoint(have, &want) {
 		return true
 	}
 	pctx, cancel := context.WithTimeout(ctx, missedHeartbeats*c.hbInterval)
@@ -71,6 +78,7 @@ func (c *Controller) register(ctx context.Context) bool {
 		}
 		return false
 	}
+	c.registeredSeen.Store(true)
 	c.log.Info("broker registered", "host", want.Host, "port", want.Port, "rack", want.Rack, "roles", want.Roles)
 	return true
 }

@@ -43,6 +43,9 @@ type pingResponse struct {
 	// ClusterID is the id of the cluster the image belongs to, derived
 	// from the group's first configuration; empty until that is applied.
 	ClusterID string `json:"cluster_id,omitempty"`
+	// Retired is set by a node that was decommissioned; the leader does
+	// not add it back to __meta.
+	Retired bool `json:"retired,omitempty"`
 	leaderRef
 }
 
