@@ -123,6 +123,20 @@ type RaftConfig struct {
 	ISRMaxLagEntries int64
 	ISRCheckInterval time.Duration
 
+	// FailureProbeInterval is how often each peer is probed (default
+	// 100 ms; negative disables the detector, see raft_detect.go), and
+	// FailureProbeTimeout bounds one probe (default 250 ms).
+	FailureProbeInterval time.Duration
+	FailureProbeTimeout  time.Duration
+	// FailureProbeMisses is how many probes in a row a peer misses before
+	// it is suspected (default 2).
+	FailureProbeMisses int
+	// FastTimeout is the heartbeat and election timeout of groups whose
+	// leader is suspected (default: [raft] election_timeout_ms, at least
+	// three leader heartbeats). It also caps LeaderLeaseTimeout, which
+	// hashicorp/raft requires to stay at or below the heartbeat timeout.
+	FastTimeout time.Duration
+
 	// WALSegmentSize is the raft-wal segment size (default 2 MiB).
 	WALSegmentSize int
 	// LogCacheSize is how many recent entries each group keeps in memory
@@ -155,9 +169,17 @@ func (c *RaftConfig) setDefaults() {
 	dur(&c.CommitTimeout, cr.PartitionCommitTimeout, config.MinPartitionCommitTimeout)
 	dur(&c.HeartbeatTimeout, cr.PartitionHeartbeatTimeout, max(2*c.CommitTimeout, config.DefaultElectionTimeout))
 	dur(&c.ElectionTimeout, cr.PartitionElectionTimeout, c.HeartbeatTimeout)
-	dur(&c.LeaderLeaseTimeout, c.HeartbeatTimeout, c.HeartbeatTimeout)
-	c.LeaderLeaseTimeout = min(c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	c.ElectionTimeout = max(c.ElectionTimeout, c.HeartbeatTimeout)
+	// hashicorp/raft heartbeats every HeartbeatTimeout/10.
+	dur(&c.FastTimeout, max(cr.ElectionTimeout, 3*c.HeartbeatTimeout/10), config.DefaultElectionTimeout)
+	c.FastTimeout = min(c.FastTimeout, c.HeartbeatTimeout)
+	dur(&c.LeaderLeaseTimeout, c.FastTimeout, c.FastTimeout)
+	c.LeaderLeaseTimeout = min(c.LeaderLeaseTimeout, c.FastTimeout)
+	dur(&c.FailureProbeInterval, 0, 100*time.Millisecond)
+	dur(&c.FailureProbeTimeout, 0, 250*time.Millisecond)
+	if c.FailureProbeMisses <= 0 {
+		c.FailureProbeMisses = 2
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = cr.SnapshotThreshold
 	}
@@ -204,6 +226,7 @@ type RaftReplicas struct {
 	observer *raft.Observer
 	wake     chan struct{} // a barrier finished: re-run the leader checks
 	reports  reportQueue
+	det      *detector
 
 	mu     sync.RWMutex
 	groups map[key]*group
@@ -234,6 +257,7 @@ func NewRaftReplicas(cfg RaftConfig) (*RaftReplicas, error) {
 		cancel: cancel,
 	}
 	rr.reports.init()
+	rr.det = newDetector(rr)
 	rr.observer = raft.NewObserver(rr.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:
@@ -275,11 +299,17 @@ func (rr *RaftReplicas) Run(ctx context.Context) error {
 		defer close(rdone)
 		rr.runReporter(rr.ctx)
 	}()
+	ddone := make(chan struct{})
+	go func() {
+		defer close(ddone)
+		rr.det.run(rr.ctx)
+	}()
 
 	rr.loop(ctx)
 
 	rr.cancel()
 	<-rdone
+	<-ddone
 	rr.wg.Wait()
 	rr.stopAll()
 	stopManager()

@@ -188,6 +188,7 @@ func (rr *RaftReplicas) detach(g *group) {
 		delete(rr.groups, g.k)
 	}
 	rr.mu.Unlock()
+	rr.det.forget(g)
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,9 @@ type testTimings struct {
 	snapshotThreshold, trailingLogs uint64
 	isrMaxLag, isrCheck             time.Duration
 	walSegment                      int
+	// probe is the failure detector's interval; 0 leaves it off, so that
+	// the other tests exercise Raft's own timeouts.
+	probe time.Duration
 }
 
 func fastTimings() testTimings {
@@ -168,6 +172,7 @@ func (c *testCluster) start(id int32, ln net.Listener) {
 		SnapshotInterval: 50 * time.Millisecond, TrailingLogs: tm.trailingLogs,
 		ISRMaxLag: tm.isrMaxLag, ISRCheckInterval: tm.isrCheck,
 		RPCTimeout: 2 * time.Second, WALSegmentSize: tm.walSegment,
+		FailureProbeInterval: cmp.Or(tm.probe, -1),
 	})
 	if err != nil {
 		t.Fatal(err)

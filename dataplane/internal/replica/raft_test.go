@@ -499,3 +499,39 @@ func TestRaftReassignment(t *testing.T) {
 		t.Fatalf("%d records, want 24", n)
 	}
 }
+
+// TestRaftFailureDetectorFailsOverFast: with heartbeat timeouts of 4 s a
+// follower alone would wait at least 4 s before it campaigns; the failure
+// detector notices the stopped leader and has a new one elected well
+// before that.
+func TestRaftFailureDetectorFailsOverFast(t *testing.T) {
+	tm := fastTimings()
+	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	c := newTestCluster(t, 3, tm)
+	c.createTopic("events", 2, nil)
+	old, _ := c.leader("events", 0, 30*time.Second)
+	c.leader("events", 1, 30*time.Second)
+	if _, err := produce(old, "events", 0, makeBatch(2, "before", -1, 0, 0), -1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	c.stop(old.id)
+	stopped := time.Now()
+	ln, _ := c.leader("events", 0, 10*time.Second)
+	took := time.Since(stopped)
+	t.Logf("node %d leads %v after node %d stopped", ln.id, took, old.id)
+	if took >= tm.heartbeat {
+		t.Fatalf("failover took %v, no faster than the %v heartbeat timeout", took, tm.heartbeat)
+	}
+	if _, err := produce(ln, "events", 0, makeBatch(2, "after", -1, 0, 0), -1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Once the group has its new leader, its normal timeouts come back.
+	g := ln.rr.group("events", 0)
+	eventually(t, 5*time.Second, "normal timeouts restored", func() error {
+		if hb := g.raft.ReloadableConfig().HeartbeatTimeout; hb != tm.heartbeat {
+			return fmt.Errorf("heartbeat timeout %v", hb)
+		}
+		return nil
+	})
+}
