@@ -32,15 +32,23 @@ type Backend interface {
 	// TransferPartition hands a partition's leadership to node to, on
 	// whichever node leads it now, and returns the new leader.
 	TransferPartition(ctx context.Context, topic string, partition, to int32) (newLeader int32, err error)
-	// AddReplica adds node to the partition's Raft group and returns once
-	// the new member has caught up.
+	// AddReplica makes node an extra member of the partition: it records
+	// the replica list with node appended (a group's membership follows
+	// its replica list in the metadata), and returns once the group's
+	// leader has node as a member and node has applied what the group had
+	// committed when it joined. A node already listed is only waited for.
 	AddReplica(ctx context.Context, topic string, partition, node int32) error
-	// RemoveReplica removes node from the partition's Raft group; it never
-	// removes the last member.
+	// RemoveReplica takes node out of the partition: out of the replica
+	// list if it is still there (never the last one), and it returns once
+	// the group's configuration no longer has it.
 	RemoveReplica(ctx context.Context, topic string, partition, node int32) error
 	// AddNode registers a new peer, and adds it as a __meta voter when it
 	// is a controller.
 	AddNode(ctx context.Context, n Peer) error
+	// RemoveNode removes a decommissioned node that hosts no replica from
+	// __meta: its broker record and, when it is a voter, its vote. The
+	// caller is the __meta leader and id is not this node.
+	RemoveNode(ctx context.Context, id int32) error
 }
 
 // Peer is one configured node.

@@ -34,11 +34,14 @@
 // A rebalance plan comes from assign.Plan over the live brokers (a
 // decommissioning broker is listed even when it is down, so that its
 // replicas move off it). The executor carries the moves out in order. A
-// replica move adds the new replica to the partition's Raft group and waits
-// until it has caught up, moves the leadership away if the leaving replica
-// leads, records the new replica list in __meta, and only then removes the
-// old replica, so the group never has fewer members than the replication
-// factor. A leader move records the new preferred leader and transfers the
+// partition group's membership follows its replica list in __meta, so a
+// replica move first records the new replica as an extra one (the group's
+// leader adds it) and waits until it has caught up, moves the leadership
+// away if the leaving replica leads, records the final replica list with
+// the new replica in the old one's place (the leader removes the old
+// member), and waits until the group no longer has it; the group never has
+// fewer members than the replication factor. A move that fails before the
+// final list is recorded takes the extra replica out again. A leader move records the new preferred leader and transfers the
 // leadership. After the plan's own moves come leader moves that hand every
 // other partition back to its preferred leader where that node can lead
 // again (after a drain and restart, or a failover). Before each move the executor checks that this node still
@@ -52,7 +55,8 @@
 // moves every leadership it holds away; Resume clears the mark, and the
 // broker calls it once it has started again. DecommissionNode marks a
 // broker decommissioning, runs the rebalance that empties it, and removes
-// it from __meta as the rebalance's last step.
+// it from __meta (its broker record and its vote) as the rebalance's last
+// step.
 //
 // # Errors
 //

@@ -24,10 +24,12 @@ import (
 // fakeCluster simulates the nodes a Service runs on: the metadata image is
 // a real metadata.LocalStore in a temporary directory, and the Raft groups
 // are membership lists that the fake operations change the way the real
-// ones would (a transfer records the new leader with the next epoch, a
-// removal drops the member from the ISR). After every change it checks that
-// no partition group has fewer members than its replication factor and
-// that the recorded replicas and leader are members.
+// ones would (a transfer records the new leader with the next epoch, an
+// added replica is listed as an extra one, a removal drops the member from
+// the replicas and the ISR). After every change it checks that no
+// partition group has fewer members than its replication factor, that the
+// metadata lists at most one extra replica, and that the recorded replicas
+// and leader are members.
 type fakeCluster struct {
 	t     testing.TB
 	store *metadata.LocalStore
@@ -42,6 +44,7 @@ type fakeCluster struct {
 	rf         map[assign.TopicPartition]int
 	violations []string
 	checks     int
+	extras     int // checks that saw a partition list one extra replica
 
 	// Fault injection, guarded by mu.
 	addGate       chan struct{} // AddReplica waits for a receive (or close)
@@ -200,8 +203,11 @@ func (c *fakeCluster) checkLocked(after string) {
 		if len(mem) < rf {
 			bad("group has %d members %v, fewer than its replication factor %d", len(mem), mem, rf)
 		}
-		if len(p.Replicas) != rf {
-			bad("metadata lists %d replicas %v, want %d", len(p.Replicas), p.Replicas, rf)
+		if len(p.Replicas) == rf+1 {
+			c.extras++
+		}
+		if len(p.Replicas) < rf || len(p.Replicas) > rf+1 {
+			bad("metadata lists %d replicas %v, want %d (or one extra during a move)", len(p.Replicas), p.Replicas, rf)
 		}
 		for _, r := range p.Replicas {
 			if !slices.Contains(mem, r) {
@@ -365,12 +371,20 @@ func (n *fakeNode) AddReplica(ctx context.Context, topic string, partition, node
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tp := assign.TopicPartition{Topic: topic, Partition: partition}
-	if slices.Contains(c.members[tp], node) {
-		return fmt.Errorf("fake: node %d is already a member of %s/%d", node, topic, partition)
+	p := c.store.State().Partition(topic, partition)
+	if p == nil {
+		return fmt.Errorf("fake: no partition %s/%d", topic, partition)
 	}
+	if slices.Contains(p.Replicas, node) {
+		return nil // listed already: the group has it
+	}
+	// The real group adds the member after the metadata lists it; both
+	// change here at once, members first so that the check after the
+	// proposal sees the new replica as a member.
 	c.members[tp] = append(c.members[tp], node)
-	c.checkLocked(fmt.Sprintf("add %d to %s/%d", node, topic, partition))
-	return nil
+	_, err = c.proposeLocked(ctx, &metadata.Command{PartitionState: &metadata.PartitionStateCmd{Topic: topic, Partition: partition,
+		Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, Replicas: append(slices.Clone(p.Replicas), node)}})
+	return err
 }
 
 func (n *fakeNode) RemoveReplica(ctx context.Context, topic string, partition, node int32) error {
@@ -385,22 +399,44 @@ func (n *fakeNode) RemoveReplica(ctx context.Context, topic string, partition, n
 	mem := c.members[tp]
 	p := c.store.State().Partition(topic, partition)
 	switch {
-	case !slices.Contains(mem, node):
-		return fmt.Errorf("fake: node %d is not a member of %s/%d", node, topic, partition)
+	case !slices.Contains(mem, node) && !slices.Contains(p.Replicas, node):
+		return nil // gone already
 	case len(mem) == 1:
 		return errors.New("fake: cannot remove the last member")
 	case p.Leader == node:
 		return fmt.Errorf("fake: node %d leads %s/%d; move the leadership first", node, topic, partition)
 	}
+	// The metadata first, then the group follows it; the leader reports
+	// the smaller ISR.
+	replicas := slices.DeleteFunc(slices.Clone(p.Replicas), func(r int32) bool { return r == node })
+	isr := slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == node })
+	if len(replicas) != len(p.Replicas) || len(isr) != len(p.ISR) {
+		_, err := c.proposeLocked(ctx, &metadata.Command{PartitionState: &metadata.PartitionStateCmd{
+			Topic: topic, Partition: partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, Replicas: replicas, ISR: isr}})
+		if err != nil {
+			return err
+		}
+	}
 	c.members[tp] = slices.DeleteFunc(slices.Clone(mem), func(r int32) bool { return r == node })
 	c.checkLocked(fmt.Sprintf("remove %d from %s/%d", node, topic, partition))
-	if slices.Contains(p.ISR, node) { // the leader reports the smaller ISR
-		isr := slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == node })
-		_, err := c.proposeLocked(ctx, &metadata.Command{PartitionState: &metadata.PartitionStateCmd{
-			Topic: topic, Partition: partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: isr}})
-		return err
-	}
 	return nil
+}
+
+func (n *fakeNode) RemoveNode(ctx context.Context, id int32) error {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls["remove-node"]++
+	if id == n.id {
+		return fmt.Errorf("fake: node %d cannot remove itself", id)
+	}
+	c.peers = slices.DeleteFunc(c.peers, func(p Peer) bool { return p.ID == id })
+	c.meta.VotersAlive = slices.DeleteFunc(c.meta.VotersAlive, func(v int32) bool { return v == id })
+	if c.store.State().Brokers[id] == nil {
+		return nil
+	}
+	_, err := c.proposeLocked(ctx, &metadata.Command{RemoveBroker: &id})
+	return err
 }
 
 func (n *fakeNode) AddNode(ctx context.Context, p Peer) error {

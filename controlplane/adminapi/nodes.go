@@ -178,8 +178,8 @@ func (s *Service) decommission(ctx context.Context, m *adminv1.DecommissionNodeR
 	return resp, nil
 }
 
-// removeNode removes a decommissioned broker from __meta once it hosts no
-// replica.
+// removeNode removes a decommissioned node from __meta (its broker record
+// and its vote) once it hosts no replica.
 func (s *Service) removeNode(ctx context.Context, id int32) error {
 	st := s.b.State()
 	for _, t := range st.SortedTopics() {
@@ -189,10 +189,7 @@ func (s *Service) removeNode(ctx context.Context, id int32) error {
 			}
 		}
 	}
-	if st.Brokers[id] == nil {
-		return nil
-	}
-	if _, err := s.b.Propose(ctx, &metadata.Command{RemoveBroker: &id}); err != nil {
+	if err := s.b.RemoveNode(ctx, id); err != nil {
 		return fmt.Errorf("remove node %d from __meta: %w", id, err)
 	}
 	s.log.Info("node removed from __meta", "node", id)

@@ -425,8 +425,9 @@ func (s *Service) executeMove(ctx context.Context, m assign.Move) error {
 
 // moveReplica replaces replica m.Remove of a partition by m.Add without
 // ever leaving the group with fewer members than its replication factor:
-// add and catch up, move the leadership off m.Remove, record the new
-// replica list, remove.
+// add m.Add as an extra replica and let it catch up, move the leadership
+// off m.Remove, record the final replica list, remove m.Remove. An extra
+// m.Add left by an earlier attempt is taken as the first step done.
 func (s *Service) moveReplica(ctx context.Context, m assign.Move) error {
 	tp := m.Partition
 	name := fmt.Sprintf("%s/%d", tp.Topic, tp.Partition)
@@ -438,12 +439,13 @@ func (s *Service) moveReplica(ctx context.Context, m assign.Move) error {
 	switch {
 	case slices.Contains(p.Replicas, m.Add) && !slices.Contains(p.Replicas, m.Remove):
 		return nil // done already, by an earlier attempt
-	case !slices.Contains(p.Replicas, m.Remove) || slices.Contains(p.Replicas, m.Add):
+	case !slices.Contains(p.Replicas, m.Remove):
 		return errorf(ErrStalePlan, "%s has replicas %v now, which the plan did not expect; start a new rebalance", name, p.Replicas)
 	case !brokerAlive(st, m.Add):
 		return errorf(ErrNotAlive, "node %d is not alive", m.Add)
 	}
 	if err := s.b.AddReplica(ctx, tp.Topic, tp.Partition, m.Add); err != nil {
+		s.rollbackAdd(m)
 		return fmt.Errorf("add node %d to %s: %w", m.Add, name, err)
 	}
 	if err := s.commitReplicaMove(ctx, m); err != nil {
@@ -465,10 +467,11 @@ func (s *Service) commitReplicaMove(ctx context.Context, m assign.Move) error {
 	if err != nil {
 		return err
 	}
+	final := finalReplicas(m, p.Replicas)
 	if p.Leader == m.Remove {
 		// The new preferred leader takes over when it can (the plan counts
 		// on it), else the best in-sync replica.
-		to := m.ApplyTo(p.Replicas)[0]
+		to := final[0]
 		if b := st.Brokers[to]; to == m.Remove || b == nil || !b.Alive || (to != m.Add && !slices.Contains(p.ISR, to)) {
 			leaders, _ := leaderCounts(st)
 			to = bestAmong(st, append([]int32{m.Add}, p.ISR...), leaders, m.Remove)
@@ -489,18 +492,26 @@ func (s *Service) commitReplicaMove(ctx context.Context, m assign.Move) error {
 		if !slices.Contains(isr, m.Add) {
 			isr = append(isr, m.Add)
 		}
-		return m.ApplyTo(p.Replicas), isr
+		return finalReplicas(m, p.Replicas), isr
 	})
 }
 
-// rollbackAdd takes m.Add out of the group again after a move failed half
-// way, so that the group is as the metadata says. It runs even while the
-// executor is stopping, bounded by its own timeout.
+// finalReplicas is the replica list after move m, from the current one,
+// which may already list m.Add as an extra replica: m.Add takes m.Remove's
+// place, so that a move of the first replica moves the preferred leader.
+func finalReplicas(m assign.Move, replicas []int32) []int32 {
+	without := slices.DeleteFunc(slices.Clone(replicas), func(r int32) bool { return r == m.Add })
+	return m.ApplyTo(without)
+}
+
+// rollbackAdd takes the extra replica m.Add out of the partition again
+// after a move failed half way, so that it keeps the replicas it had. It
+// runs even while the executor is stopping, bounded by its own timeout.
 func (s *Service) rollbackAdd(m assign.Move) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TransferTimeout)
 	defer cancel()
 	tp := m.Partition
-	if p := s.b.State().Partition(tp.Topic, tp.Partition); p == nil || slices.Contains(p.Replicas, m.Add) || p.Leader == m.Add {
+	if p := s.b.State().Partition(tp.Topic, tp.Partition); p == nil || !slices.Contains(p.Replicas, m.Remove) || p.Leader == m.Add {
 		return // recorded after all, or leading: leave it to a later rebalance
 	}
 	if err := s.b.RemoveReplica(ctx, tp.Topic, tp.Partition, m.Add); err != nil {

@@ -130,6 +130,12 @@ func TestRebalanceAfterAddingANode(t *testing.T) {
 		t.Fatalf("status %v", st)
 	}
 	c.assertInvariants(t)
+	c.mu.Lock()
+	extras := c.extras
+	c.mu.Unlock()
+	if extras == 0 {
+		t.Error("no replica move listed the new replica as an extra one before removing the old")
+	}
 	replicas, preferred, leaders := spread(t, c.store.State(), map[string]int{"orders": 3, "payments": 2})
 	evenOver(t, "replicas", replicas, 1, 2, 3, 4)
 	evenOver(t, "preferred leaders", preferred, 1, 2, 3, 4)
