@@ -228,3 +228,21 @@ func (c *Controller) noteRetirement(st *metadata.State) bool {
 	}
 	return false
 }
+
+// Answering lists the controllers of cluster.toml that answered this
+// node's last round of health checks (the same count as
+// cluster_quorum_size), this node included when it is a running
+// controller, sorted. Retired nodes are left out.
+func (c *Controller) Answering() []int32 {
+	var ids []int32
+	for id, a := range c.health.snapshot() {
+		if !a.Retired {
+			ids = append(ids, id)
+		}
+	}
+	if c.isCtl && !c.isStopped() {
+		ids = append(ids, c.cfg.NodeID)
+	}
+	slices.Sort(ids)
+	return ids
+}

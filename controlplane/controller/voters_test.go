@@ -57,6 +57,9 @@ func TestRetireAndAddVoter(t *testing.T) {
 		}
 		return nil
 	})
+	if got := cl.nodes[leader].c.Answering(); slices.Contains(got, victim) || len(got) != 2 {
+		t.Errorf("controllers answering the leader: %v, want the two voters", got)
+	}
 	cl.nodes[leader].c.reconcileVoters(ctx, slog.New(slog.DiscardHandler))
 	if got, _ := cl.nodes[leader].c.Voters(); !slices.Equal(got, want) {
 		t.Fatalf("voters after reconciling: %v, want %v", got, want)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/chronik-stream/chronik/controlplane/adminapi"
 	"github.com/chronik-stream/chronik/controlplane/assign"
 	"github.com/chronik-stream/chronik/controlplane/config"
 	"github.com/chronik-stream/chronik/controlplane/controller"
@@ -93,6 +94,7 @@ type Broker struct {
 	mux     *raftnet.Mux
 	ctrl    *controller.Controller
 	rr      *replica.RaftReplicas
+	admin   *adminapi.Service
 	ready   atomic.Bool
 	readyCh chan struct{}
 	once    sync.Once
@@ -305,6 +307,8 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	})
 	start(coord.Run)
 	start(func(ctx context.Context) error { return b.followOffsetsLeaders(ctx, coord, offsetsPartitions) })
+	b.admin = b.newAdminService()
+	start(b.runAdmin)
 
 	srv := kafka.NewServer(kafka.Config{
 		Logger: b.log,

@@ -7,10 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/chronik-stream/chronik/controlplane/adminapi"
 )
 
 // httpHandler serves the HTTP side of the Kafka port: metrics, health and
-// (in a cluster) the admin API.
+// the admin API (Connect and the REST forms).
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler(b.reg))
@@ -24,6 +26,11 @@ func (b *Broker) httpHandler() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	if b.admin != nil {
+		h := b.admin.Handler()
+		mux.Handle(adminapi.ConnectPath, h)
+		mux.Handle(adminapi.RESTPath, h)
+	}
 	return mux
 }
 
