@@ -23,6 +23,10 @@ type Chunk struct {
 	FirstOffset int64
 	// NextOffset follows the last batch: where the next read continues.
 	NextOffset int64
+	// SegmentEnd says the chunk runs to the end of its segment as it was
+	// when read: a read at NextOffset continues in the next segment (or
+	// finds the log end).
+	SegmentEnd bool
 
 	h *chunkHandle
 }

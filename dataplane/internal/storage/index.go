@@ -140,6 +140,21 @@ func floorPos(es []offsetEntry, rel int64) int64 {
 	return int64(es[i-1].pos)
 }
 
+// ceilIndex finds the last index entry whose batch starts at or before
+// pos, at or below relative offset rel and before size, and returns its
+// position and relative offset: every batch before it ends by pos and has a
+// base offset below rel.
+func ceilIndex(es []offsetEntry, pos, rel, size int64) (int64, int64, bool) {
+	i := sort.Search(len(es), func(i int) bool {
+		p := int64(es[i].pos)
+		return p > pos || p >= size || int64(es[i].rel) > rel
+	})
+	if i == 0 {
+		return 0, 0, false
+	}
+	return int64(es[i-1].pos), int64(es[i-1].rel), true
+}
+
 // floorTime is the relative offset of the last time entry with a timestamp
 // at most ts, or 0: no batch before it can have reached ts.
 func floorTime(es []timeEntry, ts int64) int64 {

@@ -279,6 +279,11 @@ func (l *Log) readSegment(seg *segment, size, next, offset, maxBytes, maxOffset 
 	c := Chunk{File: seg.f, Pos: pos, FirstOffset: h.BaseOffset}
 	end := pos + int64(h.Size())
 	c.NextOffset = h.NextOffset()
+	// Skip whole runs of batches with the index rather than reading every
+	// header: only the last few batches before the limit are walked.
+	if at, rel, ok := ceilIndex(off, pos+maxBytes, maxOffset-seg.base, size); ok && at > end {
+		end, c.NextOffset = at, seg.base+rel
+	}
 	for end < size {
 		h, err := r.header(end)
 		if err != nil {
@@ -291,6 +296,7 @@ func (l *Log) readSegment(seg *segment, size, next, offset, maxBytes, maxOffset 
 		c.NextOffset = h.NextOffset()
 	}
 	c.Len = int(end - pos)
+	c.SegmentEnd = end >= size
 	return c, nil
 }
 

@@ -543,3 +543,55 @@ func TestLeftoverFilesAndBadIndexes(t *testing.T) {
 		t.Fatal("removed a file it does not own")
 	}
 }
+
+// TestReadMatchesModel checks reads that skip batches with the offset index
+// against a batch-by-batch walk of the model, over random offsets, byte
+// limits and high watermarks, within and across segments.
+func TestReadMatchesModel(t *testing.T) {
+	l := openLog(t, Config{Dir: t.TempDir(), IndexIntervalBytes: 300, SegmentBytes: 20000})
+	var m model
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 300 {
+		mustAppend(t, l, &m, makeBatch(1+rng.IntN(4), 0, 20+rng.IntN(400), fmt.Sprint(i)), 0)
+	}
+	end := l.LogEndOffset()
+	for range 3000 {
+		off, maxBytes, maxOffset := rng.Int64N(end), rng.IntN(12000), 1+rng.Int64N(end+5)
+		c, err := l.Read(off, maxBytes, maxOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.ReadAll()
+		c.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []byte
+		i := m.containing(off)
+		next := off
+		for j := i; j < len(m.batches); j++ {
+			h, _ := batch.ParseHeader(m.batches[j])
+			if h.BaseOffset >= maxOffset || j > i && (len(want)+len(m.batches[j]) > maxBytes || segmentOf(l, h.BaseOffset) != segmentOf(l, m.bases[i])) {
+				break
+			}
+			want = append(want, m.batches[j]...)
+			next = h.NextOffset()
+		}
+		if !bytes.Equal(got, want) || c.Len > 0 && c.NextOffset != next {
+			t.Fatalf("read %d max %d bytes below %d: got %d bytes up to %d, want %d bytes up to %d", off, maxBytes, maxOffset, len(got), c.NextOffset, len(want), next)
+		}
+	}
+}
+
+// segmentOf is the base offset of the segment holding off.
+func segmentOf(l *Log, off int64) int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	base := int64(-1)
+	for _, s := range l.segs {
+		if s.base <= off {
+			base = s.base
+		}
+	}
+	return base
+}
