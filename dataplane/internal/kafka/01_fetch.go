@@ -4,7 +4,11 @@ package kafka
 // - Long-polls on the partitions' append signals until MinBytes are ready or
 //   MaxWaitMillis passes; never sleeps in a loop.
 // - MaxBytes and PartitionMaxBytes are honoured, except that the first batch
-//   of the response is returned whole even when larger (KIP-74).
+//   of each partition is returned whole even when larger (KIP-74). A
+//   partition's record set continues across segment boundaries up to the
+//   limits.
+// - Record sets stay in the segment files until the connection writer
+//   sends them (sendfile, see fetch_zerocopy.go).
 // - Fetch sessions (v7+, KIP-227): full and incremental fetches, forgotten
 //   topics, session eviction (least recently used beyond 1000 sessions).
 // - Topic ids (v13+) name topics.
@@ -21,6 +25,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-stream/chronik/dataplane/internal/partition"
 )
 
 func handleFetch(rc *Request, req *kmsg.FetchRequest) (Reply, error) {
@@ -44,8 +50,7 @@ func handleFetch(rc *Request, req *kmsg.FetchRequest) (Reply, error) {
 	incremental := sess != nil && req.SessionEpoch > 0
 	f := &fetcher{b: b, req: req, parts: parts, incremental: incremental}
 	if ready := f.collect(); ready || req.MaxWaitMillis <= 0 {
-		f.fill(resp)
-		return Now(resp)
+		return Now(f.fill(resp))
 	}
 	return Reply{Wait: func(ctx context.Context) (kmsg.Response, error) {
 		timer := time.NewTimer(time.Duration(req.MaxWaitMillis) * time.Millisecond)
@@ -64,8 +69,7 @@ func handleFetch(rc *Request, req *kmsg.FetchRequest) (Reply, error) {
 				break
 			}
 		}
-		f.fill(resp)
-		return resp, nil
+		return f.fill(resp), nil
 	}}, nil
 }
 
@@ -74,7 +78,7 @@ type fetchResult struct {
 	errCode  int16
 	hwm      int64
 	logStart int64
-	records  []byte
+	records  recordSet
 }
 
 type fetcher struct {
@@ -96,8 +100,13 @@ func (f *fetcher) signals(cases []reflect.SelectCase) []reflect.SelectCase {
 	return cases
 }
 
-// collect reads every partition and reports whether MinBytes are ready.
+// collect reads every partition and reports whether MinBytes are ready. It
+// drops what an earlier collect read.
 func (f *fetcher) collect() bool {
+	for _, r := range f.results {
+		r.records.release()
+	}
+	clear(f.results)
 	f.results = f.results[:0]
 	remaining := int(f.req.MaxBytes)
 	if remaining <= 0 {
@@ -108,8 +117,9 @@ func (f *fetcher) collect() bool {
 	for _, sp := range f.parts {
 		r := fetchResult{sp: sp, hwm: -1, logStart: -1}
 		r.errCode = f.readOne(sp, &r, remaining, total == 0)
-		total += len(r.records)
-		remaining -= len(r.records)
+		n := r.records.size()
+		total += n
+		remaining -= n
 		hasErr = hasErr || r.errCode != 0
 		f.results = append(f.results, r)
 	}
@@ -151,23 +161,53 @@ func (f *fetcher) readOne(sp *sessionPartition, r *fetchResult, remaining int, f
 	if !first {
 		limit = min(limit, remaining)
 	}
-	chunk, err := p.Read(sp.offset, limit)
-	if err != nil {
-		return errCode(err)
+	return readRecords(p, sp.offset, limit, r.hwm, &r.records)
+}
+
+// readRecords reads whole batches from offset into set, continuing into the
+// following segments while they fit in limit. Only the partition's first
+// batch may exceed limit (KIP-74), as Partition.Read returns it whole.
+func readRecords(p *partition.Partition, offset int64, limit int, hwm int64, set *recordSet) int16 {
+	size := 0
+	for size < limit && offset < hwm {
+		c, err := p.Read(offset, limit-size)
+		if err != nil {
+			if len(*set) > 0 {
+				return 0 // serve what was read; the client asks again
+			}
+			return errCode(err)
+		}
+		if c.Len == 0 {
+			break
+		}
+		if len(*set) > 0 && size+c.Len > limit {
+			c.Release()
+			break
+		}
+		*set = append(*set, c)
+		size += c.Len
+		offset = c.NextOffset
+		if !c.SegmentEnd {
+			break // stopped inside the segment: the next batch does not fit
+		}
 	}
-	r.records = chunk.Bytes()
-	chunk.Release()
 	return 0
 }
 
 // fill writes the collected results into resp, keeping only news for an
 // incremental session fetch, and records what the session has been told.
-func (f *fetcher) fill(resp *kmsg.FetchResponse) {
+// When record sets were read it returns resp wrapped with them for the
+// connection writer to splice in; the response then owns the sets.
+func (f *fetcher) fill(resp *kmsg.FetchResponse) kmsg.Response {
 	idx := map[string]int{}
-	for _, r := range f.results {
+	var sets [][]recordSet // by topic and partition index in resp
+	for i := range f.results {
+		r := &f.results[i]
 		sp := r.sp
 		news := r.errCode != 0 || len(r.records) > 0 || !sp.sent || r.hwm != sp.hwm || r.logStart != sp.logStart
 		if f.incremental && !news {
+			r.records.release()
+			r.records = nil
 			continue
 		}
 		sp.sent, sp.hwm, sp.logStart = true, r.hwm, r.logStart
@@ -176,16 +216,20 @@ func (f *fetcher) fill(resp *kmsg.FetchResponse) {
 			t := kmsg.NewFetchResponseTopic()
 			t.Topic, t.TopicID = sp.topic, sp.topicID
 			resp.Topics = append(resp.Topics, t)
+			sets = append(sets, nil)
 			i = len(resp.Topics) - 1
 			idx[sp.topic] = i
 		}
 		op := kmsg.NewFetchResponseTopicPartition()
 		op.Partition, op.ErrorCode = sp.partition, r.errCode
 		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = r.hwm, r.hwm, r.logStart
-		op.RecordBatches = r.records
-		if op.RecordBatches == nil {
+		if len(r.records) == 0 {
 			op.RecordBatches = []byte{} // librdkafka rejects a null record set
 		}
 		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, op)
+		sets[i] = append(sets[i], r.records)
+		r.records = nil // handed to the response
 	}
+	f.results = f.results[:0]
+	return newZeroCopyFetch(resp, sets)
 }

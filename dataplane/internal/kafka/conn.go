@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -50,10 +51,14 @@ type conn struct {
 	log    *slog.Logger
 	queue  chan *pending
 	client string
+	raw    syscall.RawConn // for sendfile; nil when nc has no descriptor
 }
 
 func (s *Server) serveConn(ctx context.Context, nc net.Conn, br *bufio.Reader) {
 	c := &conn{s: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()), queue: make(chan *pending, maxInFlight)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	writerDone := make(chan struct{})
@@ -234,7 +239,7 @@ func (r *kbin) skip(n uint64) bool {
 
 func (c *conn) writeLoop(ctx context.Context) {
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
-	buf := make([]byte, 0, 64<<10)
+	w := &respWriter{c: c, send: chunkSender{bw: bw, raw: c.raw}, buf: make([]byte, 0, 64<<10)}
 	broken := false
 	for p := range c.queue {
 		select {
@@ -251,24 +256,60 @@ func (c *conn) writeLoop(ctx context.Context) {
 				broken = true
 				c.nc.Close()
 			}
+			releaseResponse(p.resp)
 			continue
 		}
-		buf = appendResponse(buf[:0], p)
-		if _, err := bw.Write(buf); err != nil {
+		n, err := w.write(p)
+		c.s.metrics.bytesOut.Add(float64(n))
+		if err == nil && len(c.queue) == 0 {
+			err = bw.Flush()
+		}
+		if err != nil {
+			c.log.Debug("write response", "api", kmsg.NameForKey(p.key), "err", err)
 			broken = true
 			c.nc.Close()
-			continue
 		}
-		c.s.metrics.bytesOut.Add(float64(len(buf)))
-		if len(c.queue) == 0 {
-			if err := bw.Flush(); err != nil {
-				broken = true
-				c.nc.Close()
-			}
+	}
+}
+
+// respWriter encodes responses into the connection's write buffer.
+type respWriter struct {
+	c       *conn
+	send    chunkSender
+	buf     []byte
+	scratch frameScratch
+}
+
+// write sends one response frame (buffered) and returns the bytes written.
+func (w *respWriter) write(p *pending) (int, error) {
+	defer func() {
+		if cap(w.buf) > 1<<20 {
+			w.buf = make([]byte, 0, 64<<10)
 		}
-		if cap(buf) > 1<<20 {
-			buf = make([]byte, 0, 64<<10)
+	}()
+	z, ok := p.resp.(*zeroCopyFetch)
+	if !ok {
+		w.buf = appendResponse(w.buf[:0], p)
+		return w.send.bw.Write(w.buf)
+	}
+	defer z.release()
+	frame, cuts, ok := z.appendFrame(w.buf[:0], &w.scratch, p.corr, p.flex)
+	w.buf = frame
+	if !ok {
+		w.c.log.Warn("fetch response does not splice; sending a copy")
+		if err := z.materialize(); err != nil {
+			return 0, err
 		}
+		w.buf = appendResponse(w.buf[:0], p)
+		return w.send.bw.Write(w.buf)
+	}
+	return w.send.writeFrame(frame, cuts, z.sets)
+}
+
+// releaseResponse lets go of what an unsent response holds.
+func releaseResponse(r kmsg.Response) {
+	if z, ok := r.(*zeroCopyFetch); ok {
+		z.release()
 	}
 }
 

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package kafka
+
+import (
+	"syscall"
+
+	"github.com/chronik-stream/chronik/dataplane/internal/storage"
+)
+
+// sendChunk is not built here: the writer copies every chunk.
+func sendChunk(syscall.RawConn, storage.Chunk) (int, bool, error) { return 0, false, nil }
