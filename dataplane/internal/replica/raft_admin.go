@@ -9,6 +9,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -97,30 +98,40 @@ func (rr *RaftReplicas) serveState(_ context.Context, _ string, req []byte) ([]b
 // TransferLeader hands the leadership of topic/index to node to (or, when
 // to <= 0, to the most caught-up in-sync replica) on whichever node leads
 // the group now, and returns the new leader once it is known here or, when
-// this node hosts no replica, once the old leader has stepped down.
+// this node hosts no replica, once the old leader has stepped down. While
+// the group has no leader (an election), it waits for one until ctx ends.
 func (rr *RaftReplicas) TransferLeader(ctx context.Context, topic string, index, to int32) (int32, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	leader := rr.leaderHint(topic, index)
 	var last error
-	for hop := 0; hop < transferHops; hop++ {
-		if leader <= 0 {
-			return 0, fmt.Errorf("transfer %s/%d: no leader known: %w", topic, index, ErrNotLeader)
-		}
-		ans, err := rr.transferOn(ctx, leader, topic, index, to)
-		if err != nil {
-			return 0, err
-		}
-		switch {
-		case ans.Err != "":
-			return 0, fmt.Errorf("transfer %s/%d on node %d: %s", topic, index, leader, ans.Err)
-		case ans.NotLeader:
-			last = fmt.Errorf("node %d does not lead %s/%d (it names node %d)", leader, topic, index, ans.Leader)
-			if ans.Leader == leader {
-				return 0, last
+	for hops := 0; hops < transferHops; {
+		if leader > 0 {
+			ans, err := rr.transferOn(ctx, leader, topic, index, to)
+			switch {
+			case err != nil:
+				return 0, err
+			case ans.Err != "":
+				return 0, fmt.Errorf("transfer %s/%d on node %d: %s", topic, index, leader, ans.Err)
+			case !ans.NotLeader:
+				return ans.Leader, nil
 			}
-			leader = ans.Leader
-			continue
+			last = fmt.Errorf("node %d does not lead %s/%d (it names node %d)", leader, topic, index, ans.Leader)
+			if ans.Leader > 0 && ans.Leader != leader {
+				hops++ // follow the redirect at once, a few times
+				leader = ans.Leader
+				continue
+			}
 		}
-		return ans.Leader, nil
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = errors.New("no leader known")
+			}
+			return 0, fmt.Errorf("transfer %s/%d: %w: %w", topic, index, ctx.Err(), last)
+		case <-tick.C:
+		}
+		leader = rr.leaderHint(topic, index)
 	}
 	return 0, fmt.Errorf("transfer %s/%d: %w: %w", topic, index, ErrNotLeader, last)
 }
