@@ -215,7 +215,7 @@ func (g *GroupTransport) send(ctx context.Context, l lane, target raft.ServerAdd
 	if g.ctx.Err() != nil {
 		return nil, nil, g.wrap(op, target, ErrTransportClosed)
 	}
-	s, err := g.m.session(ctx, string(target), l)
+	s, err := g.m.awaitSession(ctx, string(target), l, g.m.cfg.RPCTimeout)
 	if err != nil {
 		return nil, nil, g.wrap(op, target, err)
 	}

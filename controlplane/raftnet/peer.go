@@ -11,8 +11,9 @@ import (
 )
 
 // Redial backoff after failed dials: doubling from redialBase up to
-// redialMax. While it runs, requests to the peer fail at once with
-// ErrPeerUnreachable, which Raft treats like any failed RPC.
+// redialMax. While it runs, internal RPC to the peer fails at once with
+// ErrPeerUnreachable; Raft's own requests wait for the next dial
+// (awaitSession).
 const (
 	redialBase = 10 * time.Millisecond
 	redialMax  = time.Second
@@ -143,6 +144,48 @@ func (m *Mux) session(ctx context.Context, addr string, l lane) (*session, error
 		}
 		return s, nil
 	}
+}
+
+// awaitSession is session for Raft's own requests: while the peer is
+// unreachable it waits for the next dial, up to patience, instead of
+// failing at once. hashicorp/raft backs off exponentially after every
+// failed request to a follower, up to 41 s, and never cuts that wait
+// short; failing in microseconds through a node's restart would leave it
+// unreplicated long after it is back. Waiting keeps the failure count to
+// about one per patience.
+func (m *Mux) awaitSession(ctx context.Context, addr string, l lane, patience time.Duration) (*session, error) {
+	deadline := time.Now().Add(patience)
+	for {
+		s, err := m.session(ctx, addr, l)
+		if err == nil || errors.Is(err, ErrBlocked) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			return s, err
+		}
+		wait := max(m.retryIn(addr), time.Millisecond)
+		if time.Until(deadline) < wait {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-m.ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
+}
+
+// retryIn is how long until the next dial to addr may start.
+func (m *Mux) retryIn(addr string) time.Duration {
+	p, err := m.peer(addr)
+	if err != nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Until(p.retryAt)
 }
 
 // dial connects to addr and runs the dialer's side of the handshake.

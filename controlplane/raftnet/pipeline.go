@@ -22,7 +22,7 @@ func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 	if g.ctx.Err() != nil {
 		return nil, g.wrap(opAppendEntries, target, ErrTransportClosed)
 	}
-	s, err := g.m.session(g.ctx, string(target), laneData)
+	s, err := g.m.awaitSession(g.ctx, string(target), laneData, g.m.cfg.RPCTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline to %s: %w", target, err)
 	}

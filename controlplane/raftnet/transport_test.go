@@ -408,3 +408,51 @@ func TestSilentPeerTimesOut(t *testing.T) {
 		}
 	}
 }
+
+// TestRaftRequestsWaitForARestartingPeer: a Raft request to a peer that is
+// down waits for it (up to the RPC timeout) instead of failing at once, so
+// that a restart costs Raft one failed request rather than the dozens that
+// would push its replication backoff towards 41 s.
+func TestRaftRequestsWaitForARestartingPeer(t *testing.T) {
+	checkGoroutines(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the peer is down
+
+	a := newTestMux(t, "127.0.0.1:0")
+	ga := a.Transport("g")
+	up := make(chan struct{})
+	go func() {
+		defer close(up)
+		time.Sleep(300 * time.Millisecond) // the peer restarts while the request waits
+		b := newTestMux(t, addr)
+		serveRPCs(t, b.Transport("g"), func(rpc raft.RPC) {
+			rpc.Respond(&raft.RequestVoteResponse{Term: 1, Granted: true}, nil)
+		})
+	}()
+	var resp raft.RequestVoteResponse
+	if err := ga.RequestVote("n1", raft.ServerAddress(addr), &raft.RequestVoteRequest{Term: 1}, &resp); err != nil || !resp.Granted {
+		t.Fatalf("vote across the peer's restart: %+v %v", resp, err)
+	}
+	<-up
+
+	// Internal RPC still fails fast, so callers can try elsewhere.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := a.Call(ctx, deadAddr, "x", nil); err == nil {
+		t.Fatal("call to a closed port succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("internal RPC to a dead peer took %v to fail", d)
+	}
+}
