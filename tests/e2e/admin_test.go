@@ -59,6 +59,15 @@ func admNode(st *framework.ClusterStatus, id int32) (leaders int32, metaLeader, 
 	return 0, false, false
 }
 
+func admState(st *framework.ClusterStatus, id int32) string {
+	for _, n := range st.Status.Nodes {
+		if n.NodeID == id {
+			return n.State
+		}
+	}
+	return ""
+}
+
 func admCreate(t *testing.T, ctx context.Context, addr, topic string, partitions int32, rf int16) {
 	t.Helper()
 	adm := kadm.NewClient(client(t, addr))
@@ -197,6 +206,27 @@ func TestAdminStatusAndTransfers(t *testing.T) {
 	framework.Eventually(t, 10*time.Second, "raft_leader of __meta to move off node "+fmt.Sprint(metaTo), func() bool {
 		l := c.RaftLeader("__meta", 0)
 		return l != 0 && l != int(metaTo)
+	})
+
+	// The documented rolling restart of one node: drain it, restart it,
+	// and it is healthy and active again (it clears its drain mark).
+	d := to
+	if d == metaTo {
+		d = metaTo%3 + 1
+	}
+	res = framework.Chronikctl(t, addr(1), "node", "drain", fmt.Sprint(d))
+	if res.Exit != 0 {
+		t.Fatalf("drain node %d: exit %d", d, res.Exit)
+	}
+	st = admStatus(t, addr(1))
+	if leaders, isMeta, _ := admNode(st, d); leaders != 0 || isMeta || admState(st, d) != "NODE_STATE_DRAINED" {
+		t.Fatalf("drained node %d leads %d partitions (meta %v), state %s", d, leaders, isMeta, admState(st, d))
+	}
+	c.Node(int(d)).Stop()
+	c.Node(int(d)).Start()
+	framework.EventuallyEvery(t, 30*time.Second, 250*time.Millisecond, fmt.Sprintf("node %d healthy and active again", d), func() bool {
+		st, exit := framework.Status(t, addr(d))
+		return exit == 0 && admState(st, d) == "NODE_STATE_ACTIVE"
 	})
 
 	// A dead node: degraded (exit 1), and says which.
