@@ -1,0 +1,452 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-stream/chronik/tests/framework"
+)
+
+// ledger records what a producer had acknowledged: per partition, the
+// sequence numbers of its records.
+type ledger struct {
+	mu      sync.Mutex
+	acked   map[int32]map[int]bool
+	n       atomic.Int64
+	failed  atomic.Int64
+	lastErr atomic.Value
+}
+
+func (l *ledger) ack(p int32, seq int) {
+	l.mu.Lock()
+	if l.acked[p] == nil {
+		l.acked[p] = map[int]bool{}
+	}
+	l.acked[p][seq] = true
+	l.mu.Unlock()
+	l.n.Add(1)
+}
+
+// tWriter sends a client's log lines to the test log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// seqValue is a record value: its partition and its sequence in it.
+func seqValue(p int32, seq int) string { return fmt.Sprintf("%d-%07d", p, seq) }
+
+// producer writes sequence-numbered records round-robin to a topic's
+// partitions with acks=-1 and idempotence until stopped or max records.
+type producer struct {
+	cl     *kgo.Client
+	l      *ledger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startProducer(t *testing.T, addrs []string, topic string, partitions, max int) *producer {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(90*time.Second),
+		kgo.MaxBufferedRecords(256),
+		kgo.RetryTimeout(60*time.Second),
+		kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.WithLogger(kgo.BasicLogger(tWriter{t}, kgo.LogLevelWarn, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &producer{cl: cl, l: &ledger{acked: map[int32]map[int]bool{}}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pr.done)
+		for i := 0; i < max && ctx.Err() == nil; i++ {
+			p, seq := int32(i%partitions), i/partitions
+			rec := &kgo.Record{Topic: topic, Partition: p, Value: []byte(seqValue(p, seq))}
+			// Not ctx: stopping ends the loop, never a record in flight.
+			cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+				if err != nil {
+					pr.l.failed.Add(1)
+					pr.l.lastErr.Store(fmt.Sprint(err))
+					return
+				}
+				pr.l.ack(p, seq)
+			})
+		}
+	}()
+	t.Cleanup(func() { pr.cancel(); <-pr.done })
+	return pr
+}
+
+// awaitProgress waits until n more records than now are acknowledged and
+// returns how long that took.
+func (pr *producer) awaitProgress(t *testing.T, n int64, timeout time.Duration, what string) time.Duration {
+	t.Helper()
+	start, from := time.Now(), pr.l.n.Load()
+	framework.Eventually(t, timeout, what, func() bool { return pr.l.n.Load() >= from+n })
+	return time.Since(start)
+}
+
+// stop stops producing new records and waits for the buffered ones.
+func (pr *producer) stop(t *testing.T) {
+	t.Helper()
+	pr.cancel()
+	<-pr.done
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := pr.cl.Flush(ctx); err != nil {
+		t.Fatalf("flush producer: %v", err)
+	}
+}
+
+// verifyLog reads every partition of topic from the start through addrs
+// and checks that each acknowledged record is there exactly once and that
+// every partition holds its records in sequence order.
+func verifyLog(t *testing.T, addrs []string, topic string, partitions int, l *ledger) {
+	t.Helper()
+	ctx := ctxT(t, 90*time.Second)
+	adm := kadm.NewClient(client(t, addrs[0], kgo.SeedBrokers(addrs...)))
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
+	cl := client(t, addrs[0], kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	last := map[int32]int{}
+	seen := map[int32]map[int]bool{}
+	next := map[int32]int64{}
+	for p := range want {
+		last[p] = -1
+		seen[p] = map[int]bool{}
+	}
+	done := func() bool {
+		for p, end := range want {
+			if next[p] < end {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read back %v of %v: %v", next, want, ctx.Err())
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s/%d: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			var p int32
+			var seq int
+			if _, err := fmt.Sscanf(string(r.Value), "%d-%d", &p, &seq); err != nil || p != r.Partition {
+				t.Fatalf("record %q at %d/%d does not belong there", r.Value, r.Partition, r.Offset)
+			}
+			if seq <= last[p] {
+				t.Fatalf("partition %d: record %d at offset %d after record %d: duplicate or out of order", p, seq, r.Offset, last[p])
+			}
+			last[p] = seq
+			seen[p][seq] = true
+			next[p] = r.Offset + 1
+		})
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	missing := 0
+	for p, seqs := range l.acked {
+		for seq := range seqs {
+			if !seen[p][seq] {
+				missing++
+				if missing < 10 {
+					t.Errorf("acknowledged record %s is missing", seqValue(p, seq))
+				}
+			}
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d acknowledged records missing", missing)
+	}
+	t.Logf("read back %d acknowledged records of %s, each once, in order (%d produces failed, last: %v)", l.n.Load(), topic, l.failed.Load(), l.lastErr.Load())
+}
+
+// createTopic creates topic with rf 3 and waits until every partition has
+// a leader that all running nodes agree on.
+func createTopic(t *testing.T, c *framework.Cluster, topic string, partitions int) {
+	t.Helper()
+	adm := kadm.NewClient(client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...)))
+	resp, err := adm.CreateTopic(ctxT(t, 30*time.Second), int32(partitions), 3, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for p := 0; p < partitions; p++ {
+		framework.Eventually(t, 20*time.Second, fmt.Sprintf("leader of %s/%d", topic, p), func() bool {
+			return c.RaftLeader(topic, p) != 0
+		})
+	}
+}
+
+// awaitInSync waits until every partition of topic reports its full
+// replica set in sync on its leader.
+func awaitInSync(t *testing.T, c *framework.Cluster, topic string, partitions, replicas int) {
+	t.Helper()
+	for p := 0; p < partitions; p++ {
+		key := fmt.Sprintf("partition_isr_size{topic=%q,partition=\"%d\"}", topic, p)
+		framework.Eventually(t, 60*time.Second, fmt.Sprintf("%s/%d back in sync", topic, p), func() bool {
+			l := c.RaftLeader(topic, p)
+			return l != 0 && c.Node(l).Metrics()[key] == float64(replicas)
+		})
+	}
+}
+
+// awaitSameLogs waits until every node's copy of each partition of topic
+// holds the same bytes: replicas end byte-identical.
+func awaitSameLogs(t *testing.T, c *framework.Cluster, topic string, partitions int) {
+	t.Helper()
+	for p := 0; p < partitions; p++ {
+		var diff string
+		framework.Eventually(t, 30*time.Second, fmt.Sprintf("identical replicas of %s/%d", topic, p), func() bool {
+			var first []byte
+			for i, n := range c.Nodes {
+				b := readLog(t, filepath.Join(n.DataDir, "topics", fmt.Sprintf("%s-%d", topic, p)))
+				if i == 0 {
+					first = b
+				} else if !bytes.Equal(first, b) {
+					diff = fmt.Sprintf("node 1 has %d bytes, node %d %d", len(first), i+1, len(b))
+					return false
+				}
+			}
+			return len(first) > 0
+		})
+		if diff != "" {
+			t.Logf("%s/%d converged (earlier: %s)", topic, p, diff)
+		}
+	}
+}
+
+// readLog concatenates a partition directory's segment files.
+func readLog(t *testing.T, dir string) []byte {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	sort.Strings(names)
+	var out []byte
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			return nil
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// TestClusterKillNineLosesNothingAcknowledged is the guide's "Test Fault
+// Tolerance": kill -9 the __meta leader, then a partition leader, while an
+// idempotent acks=-1 producer writes; restart each; every acknowledged
+// record is read back exactly once, in order, and the replicas end
+// byte-identical.
+func TestClusterKillNineLosesNothingAcknowledged(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	const topic, parts = "orders", 3
+	createTopic(t, c, topic, parts)
+	pr := startProducer(t, c.Addrs(), topic, parts, 1_000_000)
+	pr.awaitProgress(t, 300, 60*time.Second, "first acknowledged records")
+
+	kill := func(victim int, what string) {
+		t.Helper()
+		t.Logf("kill -9 node %d (%s)", victim, what)
+		start := time.Now()
+		c.Node(victim).Kill()
+		for p := 0; p < parts; p++ {
+			framework.Eventually(t, 30*time.Second, fmt.Sprintf("a live leader of %s/%d", topic, p), func() bool {
+				l := c.RaftLeader(topic, p)
+				return l != 0 && l != victim
+			})
+		}
+		t.Logf("every partition has a live leader %v after the kill", time.Since(start).Round(time.Millisecond))
+		took := pr.awaitProgress(t, 200, 60*time.Second, "produce after kill -9 of node "+fmt.Sprint(victim))
+		framework.Eventually(t, 30*time.Second, "a new __meta leader", func() bool {
+			l := c.RaftLeader("__meta", 0)
+			return l != 0 && l != victim
+		})
+		t.Logf("node %d killed: 200 more records acknowledged after %v; __meta leader %d after %v",
+			victim, took.Round(time.Millisecond), c.RaftLeader("__meta", 0), time.Since(start).Round(time.Millisecond))
+		c.Node(victim).Start()
+		pr.awaitProgress(t, 200, 60*time.Second, "produce after restart of node "+fmt.Sprint(victim))
+		awaitInSync(t, c, topic, parts, 3)
+	}
+
+	var metaLeader int
+	framework.Eventually(t, 20*time.Second, "__meta leader", func() bool {
+		metaLeader = c.RaftLeader("__meta", 0)
+		return metaLeader != 0
+	})
+	kill(metaLeader, "__meta leader")
+	var partLeader int
+	framework.Eventually(t, 20*time.Second, "leader of orders/0", func() bool {
+		partLeader = c.RaftLeader(topic, 0)
+		return partLeader != 0
+	})
+	kill(partLeader, "leader of orders/0")
+
+	pr.stop(t)
+	verifyLog(t, []string{c.Node(1 + partLeader%3).Addr()}, topic, parts, pr.l)
+	awaitSameLogs(t, c, topic, parts)
+}
+
+// TestClusterQuorumLoss: with two of three nodes gone no write is
+// acknowledged; with one back, writes resume and nothing acknowledged
+// before is lost.
+func TestClusterQuorumLoss(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	const topic = "quorum"
+	createTopic(t, c, topic, 1)
+	cl := client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	ctx := ctxT(t, 3*time.Minute)
+	for i := 0; i < 20; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(value(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	survivor := c.RaftLeader(topic, 0)
+	for _, n := range c.Nodes {
+		if n != c.Node(survivor) {
+			n.Kill()
+		}
+	}
+	// Not idempotent, so that the write goes straight to the partition
+	// without first asking the (also quorum-less) controllers for an id.
+	short, err := kgo.NewClient(kgo.SeedBrokers(c.Node(survivor).Addr()), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableIdempotentWrite(), kgo.RecordDeliveryTimeout(5*time.Second), kgo.RetryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if err := short.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("no-quorum")}).FirstErr(); err == nil {
+		t.Fatal("a write was acknowledged by one node of three")
+	} else {
+		t.Logf("write without quorum failed as it should: %v", err)
+	}
+
+	back := 1 + survivor%3
+	c.Node(back).Launch()
+	cl2 := client(t, c.Node(survivor).Addr(), kgo.SeedBrokers(c.Node(survivor).Addr(), c.Node(back).Addr()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(90*time.Second))
+	for i := 20; i < 40; i++ {
+		if err := cl2.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(value(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d after a node came back: %v", i, err)
+		}
+	}
+	got := map[string]int{}
+	for _, r := range consumeAll(t, []string{c.Node(survivor).Addr(), c.Node(back).Addr()}, topic) {
+		got[string(r.Value)]++
+	}
+	for i := 0; i < 40; i++ {
+		if got[value(i)] != 1 {
+			t.Fatalf("acknowledged record %s read %d times", value(i), got[value(i)])
+		}
+	}
+}
+
+// consumeAll reads a topic from the start up to its end offsets.
+func consumeAll(t *testing.T, addrs []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx := ctxT(t, 60*time.Second)
+	adm := kadm.NewClient(client(t, addrs[0], kgo.SeedBrokers(addrs...)))
+	var ends kadm.ListedOffsets
+	framework.Eventually(t, 30*time.Second, "end offsets of "+topic, func() bool {
+		var err error
+		ends, err = adm.ListEndOffsets(ctx, topic)
+		return err == nil && ends.Error() == nil
+	})
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	cl := client(t, addrs[0], kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	for int64(len(out)) < total {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records of %s", len(out), total, topic)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+// TestClusterRollingRestart stops each node in turn with SIGTERM while a
+// producer writes: each node hands its leaderships over before it exits,
+// so no produce fails and nothing is lost.
+func TestClusterRollingRestart(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	const topic, parts = "rolling", 3
+	createTopic(t, c, topic, parts)
+	pr := startProducer(t, c.Addrs(), topic, parts, 1_000_000)
+	pr.awaitProgress(t, 200, 60*time.Second, "first acknowledged records")
+	for id := 1; id <= 3; id++ {
+		if code := c.Node(id).Stop(); code != 0 {
+			t.Fatalf("node %d exited %d on SIGTERM", id, code)
+		}
+		if !strings.Contains(c.Node(id).Logs(), "leaderships handed off before shutdown") {
+			t.Errorf("node %d did not report its hand-off", id)
+		}
+		pr.awaitProgress(t, 100, 60*time.Second, fmt.Sprintf("produce with node %d stopped", id))
+		c.Node(id).Start()
+		awaitInSync(t, c, topic, parts, 3)
+	}
+	pr.stop(t)
+	if f := pr.l.failed.Load(); f > 0 {
+		t.Errorf("%d produce requests failed during the rolling restart; last: %v", f, pr.l.lastErr.Load())
+	}
+	verifyLog(t, c.Addrs(), topic, parts, pr.l)
+}
+
+// TestClusterClients: kcat and confluent-kafka produce through one node
+// and consume through another.
+func TestClusterClients(t *testing.T) {
+	needTool(t, "kcat", "-V")
+	needTool(t, "/usr/bin/python3", "-c", "import confluent_kafka")
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	ctx := ctxT(t, 3*time.Minute)
+
+	createTopic(t, c, "kcat-orders", 3)
+	var lines []string
+	for i := 0; i < 1000; i++ {
+		lines = append(lines, fmt.Sprint(i+1))
+	}
+	run(t, ctx, strings.Join(lines, "\n")+"\n", "kcat", "-b", c.Node(1).Addr(), "-P", "-t", "kcat-orders", "-X", "acks=all")
+	out := run(t, ctx, "", "kcat", "-b", c.Node(2).Addr(), "-C", "-t", "kcat-orders", "-o", "beginning", "-e", "-q")
+	got := strings.Fields(out)
+	sort.Slice(got, func(i, j int) bool { return len(got[i]) < len(got[j]) || len(got[i]) == len(got[j]) && got[i] < got[j] })
+	if strings.Join(got, "\n") != strings.Join(lines, "\n") {
+		t.Fatalf("kcat through node 2 read %d records, want the 1000 produced through node 1", len(got))
+	}
+	meta := run(t, ctx, "", "kcat", "-b", c.Node(3).Addr(), "-L", "-t", "kcat-orders")
+	if !strings.Contains(meta, "3 brokers") || strings.Count(meta, "replicas: ") != 3 {
+		t.Fatalf("kcat -L through node 3:\n%s", meta)
+	}
+
+	py := run(t, ctx, "", "/usr/bin/python3", "testdata/confluent_cluster.py", c.Node(2).Addr(), c.Node(3).Addr(), "py-orders")
+	if !strings.Contains(py, "OK") {
+		t.Fatalf("python client:\n%s", py)
+	}
+}
