@@ -416,3 +416,25 @@ func TestAdminScaleOutAndDecommission(t *testing.T) {
 	check(admHealthy(t, n4.Addr(), 30*time.Second))
 	tr.verify(t)
 }
+
+// TestAdminSingleNode: a node without a cluster configuration serves the
+// status, and refuses moves with FailedPrecondition (409 over REST).
+func TestAdminSingleNode(t *testing.T) {
+	srv := framework.StartStandalone(t)
+	st := admHealthy(t, srv.Addr(), 30*time.Second)
+	if got := st.NodeIDs(); !slices.Equal(got, []int32{1}) || st.Status.Meta.LeaderID != 1 {
+		t.Fatalf("nodes %v, __meta leader %d", got, st.Status.Meta.LeaderID)
+	}
+	res := framework.Chronikctl(t, srv.Addr(), "transfer-leader", "--meta", "--to", "0")
+	if res.Exit != 1 || !strings.Contains(res.Stderr, "no other live __meta voter") {
+		t.Errorf("transfer __meta on a single node: exit %d %q", res.Exit, res.Stderr)
+	}
+	code, body := framework.AdminPost(t, srv.Addr(), "/admin/transfer-leader", "")
+	if code != http.StatusConflict {
+		t.Errorf("REST transfer on a single node: %d %s", code, body)
+	}
+	code, body = framework.AdminPost(t, srv.Addr(), "/admin/rebalance", `{"dry_run":true}`)
+	if code != http.StatusOK || !strings.Contains(body, `"moves": []`) {
+		t.Errorf("REST rebalance dry run on a single node: %d %s", code, body)
+	}
+}
