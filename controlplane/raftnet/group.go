@@ -28,6 +28,10 @@ type GroupTransport struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
+	// hbMu is held (read) while Raft's heartbeat handler runs; Close takes
+	// it, so that once Raft's Shutdown has closed the transport no
+	// heartbeat is still touching the stores the owner is about to close.
+	hbMu sync.RWMutex
 
 	normal workQueue // everything but heartbeats, in arrival order
 	fast   workQueue // heartbeats, when a heartbeat handler is set
@@ -121,6 +125,8 @@ func (g *GroupTransport) shutdown() {
 		close(g.done)
 		g.cancel()
 	})
+	g.hbMu.Lock() // wait for a heartbeat in Raft's hands
+	g.hbMu.Unlock()
 }
 
 // Group returns the group name.
@@ -404,14 +410,17 @@ func (g *GroupTransport) serveHeartbeat(in inbound) {
 		g.enqueue(&g.normal, in, false)
 		return
 	}
+	g.hbMu.RLock()
 	select {
 	case <-g.done:
+		g.hbMu.RUnlock()
 		g.refuse(in, fmt.Errorf("group %q: %w", g.name, ErrTransportClosed))
 		return
 	default:
 	}
 	respCh := make(chan raft.RPCResponse, 1)
 	(*fn)(raft.RPC{Command: in.cmd, RespChan: respCh})
+	g.hbMu.RUnlock()
 	g.await(in, respCh, g.m.cfg.RPCTimeout)
 }
 
