@@ -95,7 +95,7 @@ func (c *Controller) RetireNode(ctx context.Context, id int32) error {
 	isVoter := slices.Contains(voters, id)
 	switch {
 	case id == c.cfg.NodeID:
-		return fmt.Errorf("retire node %d: it leads __meta; move the leadership first: %w", id, ErrNotLeader)
+		return fmt.Errorf("retire node %d: it leads __meta; move the leadership first", id)
 	case isVoter && len(voters) == 1:
 		return fmt.Errorf("retire node %d: it is the last __meta voter", id)
 	}

@@ -104,10 +104,7 @@ func (a *adminBackend) Meta() adminapi.MetaStatus {
 	}
 	c := a.b.ctrl
 	term, commit, applied := c.Stats()
-	voters, err := c.Voters()
-	if err != nil {
-		voters = nil
-	}
+	voters, _ := c.Voters() // none while the configuration cannot be read
 	answering := c.Answering()
 	st := a.State()
 	var alive []int32
