@@ -183,6 +183,7 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.admin = b.newAdminService()
 	b.ln = cfg.Listener
 	if b.ln == nil {
 		addr := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.KafkaPort))
@@ -307,7 +308,6 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	})
 	start(coord.Run)
 	start(func(ctx context.Context) error { return b.followOffsetsLeaders(ctx, coord, offsetsPartitions) })
-	b.admin = b.newAdminService()
 	start(b.runAdmin)
 
 	srv := kafka.NewServer(kafka.Config{
