@@ -17,6 +17,7 @@ package kafka
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,18 +69,7 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 	wait := func(ctx context.Context) (kmsg.Response, error) {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(max(req.TimeoutMillis, 0))*time.Millisecond+time.Second)
 		defer cancel()
-		for _, pw := range pending {
-			for i, w := range pw.waits {
-				res, err := w(ctx)
-				if err != nil {
-					pw.resp.ErrorCode = errCode(err)
-					break
-				}
-				if i == 0 {
-					pw.resp.BaseOffset, pw.resp.LogStartOffset = res.BaseOffset, res.LogStartOffset
-				}
-			}
-		}
+		awaitAll(ctx, pending)
 		if req.Acks == 0 {
 			return nil, nil
 		}
@@ -90,6 +80,40 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 		return Reply{Resp: resp}, nil
 	}
 	return Reply{Wait: wait}, nil
+}
+
+// awaitAll waits for every partition's batches. The partitions wait at the
+// same time, so that their fsyncs (or Raft commits) overlap rather than
+// queue behind each other; the batches of one partition are waited for in
+// order.
+func awaitAll(ctx context.Context, pending []produceWait) {
+	if len(pending) == 1 {
+		pending[0].await(ctx)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range pending {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pending[i].await(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// await waits for one partition's batches and fills in its response.
+func (pw produceWait) await(ctx context.Context) {
+	for i, w := range pw.waits {
+		res, err := w(ctx)
+		if err != nil {
+			pw.resp.ErrorCode = errCode(err)
+			return
+		}
+		if i == 0 {
+			pw.resp.BaseOffset, pw.resp.LogStartOffset = res.BaseOffset, res.LogStartOffset
+		}
+	}
 }
 
 // submitBatches validates and submits each batch of one partition's records.

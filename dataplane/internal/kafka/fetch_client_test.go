@@ -32,7 +32,9 @@ func (w tLogWriter) Write(p []byte) (int, error) {
 // startServer runs a single-node broker (local metadata, replica manager,
 // Kafka server) on 127.0.0.1 and returns its address. Cleanup stops it and
 // waits for its goroutines.
-func startServer(t *testing.T) string {
+func startServer(t *testing.T) string { return startServerTB(t) }
+
+func startServerTB(t testing.TB) string {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := t.TempDir()
@@ -184,4 +186,68 @@ func topicID(t *testing.T, ctx context.Context, cl *kgo.Client, topic string) [1
 		t.Fatalf("metadata: %v", err)
 	}
 	return resp.Topics[0].TopicID
+}
+
+// createTopic creates topic with the given partitions and configs.
+func createTopic(tb testing.TB, ctx context.Context, cl *kgo.Client, topic string, parts int32, configs map[string]string) {
+	tb.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, 1
+	for k, v := range configs {
+		rt.Configs = append(rt.Configs, kmsg.CreateTopicsRequestTopicConfig{Name: k, Value: kmsg.StringPtr(v)})
+	}
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10_000
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		tb.Fatalf("create topic %s: %v %+v", topic, err, resp)
+	}
+}
+
+// BenchmarkProduce runs the benchmark driver's acks=-1 produce case in
+// process: 4 idempotent producers, linger 10ms, 1 KiB records, spread over
+// 1 or 16 partitions. Run with -cpuprofile to see the server's costs
+// (the clients share the process).
+func BenchmarkProduce(b *testing.B) {
+	for _, parts := range []int32{1, 16} {
+		b.Run(fmt.Sprintf("p=%d", parts), func(b *testing.B) {
+			addr := startServerTB(b)
+			ctx := context.Background()
+			admin, err := kgo.NewClient(kgo.SeedBrokers(addr))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer admin.Close()
+			createTopic(b, ctx, admin, "bench", parts, nil)
+			var cls []*kgo.Client
+			for range 4 {
+				cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(10*time.Millisecond),
+					kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RequiredAcks(kgo.AllISRAcks()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm")}).FirstErr(); err != nil {
+					b.Fatal(err)
+				}
+				cls = append(cls, cl)
+			}
+			value := bytes.Repeat([]byte{'v'}, 1024)
+			b.SetBytes(int64(len(value)))
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			var failed sync.Once
+			for i := range b.N {
+				wg.Add(1)
+				cls[i%len(cls)].Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						failed.Do(func() { b.Error(err) })
+					}
+					wg.Done()
+				})
+			}
+			wg.Wait()
+		})
+	}
 }
