@@ -271,6 +271,16 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		err = errors.Join(append([]error{err}, bgErrs...)...)
 	}()
 
+	// Until the node serves Kafka, its port answers health probes and
+	// metric scrapes (not ready yet) and turns Kafka clients away.
+	httpHandler := b.httpHandler()
+	stopHTTPOnly, err := kafka.ServeHTTPOnly(b.ln, httpHandler)
+	if err != nil {
+		b.log.Debug("no HTTP before ready", "err", err)
+		stopHTTPOnly = func() {}
+	}
+	defer func() { stopHTTPOnly() }()
+
 	ctrlDone := make(chan struct{}) // closed if the control plane stops
 	if b.ctrl != nil {
 		start(func(ctx context.Context) error {
@@ -323,11 +333,13 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 			DefaultReplicationFactor: b.cfg.DefaultReplicationFactor,
 			Assign:                   b.assign,
 		},
-		HTTP:            b.httpHandler(),
+		HTTP:            httpHandler,
 		MaxRequestBytes: b.cfg.MaxRequestBytes,
 		Registerer:      b.reg,
 		Tracer:          tp.Tracer("chronik/kafka"),
 	})
+	stopHTTPOnly()
+	stopHTTPOnly = func() {}
 	b.ready.Store(true)
 	b.once.Do(func() { close(b.readyCh) })
 	b.log.Info(fmt.Sprintf("Chronik server ready on %s (advertised: %s)", b.ln.Addr(),
@@ -404,15 +416,21 @@ func (b *Broker) register(ctx context.Context) error {
 	return nil
 }
 
-// assign places new partitions over the live brokers with the cluster's
-// placement rules, counting what they already hold.
-func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, error) {
+// placeable lists the live brokers that may take new replicas.
+func (b *Broker) placeable(st *metadata.State) []assign.Broker {
 	var brokers []assign.Broker
 	for _, br := range st.LiveBrokers() {
 		if !br.Decommissioning {
 			brokers = append(brokers, assign.Broker{ID: br.ID, Rack: br.Rack, Draining: br.Draining})
 		}
 	}
+	return brokers
+}
+
+// assign places new partitions over the live brokers with the cluster's
+// placement rules, counting what they already hold.
+func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, error) {
+	brokers := b.placeable(st)
 	var load assign.Load
 	for _, t := range st.Topics {
 		for _, p := range t.Partitions {
@@ -427,18 +445,23 @@ func (b *Broker) assign(st *metadata.State, partitions, rf int) ([][]int32, erro
 // changed setting never moves groups to other partitions). Its records are
 // kept until the group coordinator's own checkpoints drop them, so time
 // retention is off; small segments let those checkpoints free disk soon.
+//
+// In a cluster its replicas are placed over the broker peers of
+// cluster.toml, registered yet or not, so that the topic does not depend
+// on which nodes happened to start first; a replica whose node is not up
+// yet joins its group when the node starts.
 func (b *Broker) ensureOffsetsTopic(ctx context.Context) (int32, error) {
 	st := b.meta.State()
 	if st.Topics[kafka.OffsetsTopic] == nil {
-		rf := min(3, len(st.LiveBrokers()))
+		brokers, rf := b.placeable(st), 3
 		if b.cfg.Cluster != nil {
-			var err error
-			if st, err = b.awaitBrokers(ctx); err != nil {
-				return 0, err
+			brokers, rf = nil, int(b.cfg.DefaultReplicationFactor)
+			for _, p := range b.cfg.Cluster.Brokers() {
+				brokers = append(brokers, assign.Broker{ID: p.ID, Rack: p.Rack})
 			}
-			rf = min(int(b.cfg.DefaultReplicationFactor), len(st.LiveBrokers()))
 		}
-		replicas, err := b.assign(st, int(b.cfg.OffsetsPartitions), rf)
+		rf = min(rf, len(brokers))
+		replicas, err := assign.Assign(brokers, assign.Load{}, int(b.cfg.OffsetsPartitions), rf)
 		if err != nil {
 			return 0, fmt.Errorf("create %s: %w", kafka.OffsetsTopic, err)
 		}

@@ -16,14 +16,9 @@ import (
 
 	"github.com/chronik-stream/chronik/controlplane/config"
 	"github.com/chronik-stream/chronik/controlplane/controller"
-	"github.com/chronik-stream/chronik/controlplane/metadata"
 	"github.com/chronik-stream/chronik/controlplane/raftnet"
 	"github.com/chronik-stream/chronik/dataplane/internal/replica"
 )
-
-// brokerWait bounds how long the first broker to start waits for the
-// others before it creates the internal topics with fewer replicas.
-const brokerWait = 30 * time.Second
 
 // openCluster binds the raft port and prepares the controller and the
 // partition groups; Run starts them.
@@ -109,31 +104,6 @@ func (b *Broker) awaitCluster(ctx context.Context, ctrlDone <-chan struct{}) err
 			return errors.New("control plane stopped before this broker registered")
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-	}
-}
-
-// awaitBrokers waits until as many brokers as the replication factor
-// calls for (at most the cluster's broker peers) are alive, or brokerWait
-// has passed, and returns the metadata image it saw last.
-func (b *Broker) awaitBrokers(ctx context.Context) (*metadata.State, error) {
-	want := min(int(b.cfg.DefaultReplicationFactor), len(b.cfg.Cluster.Brokers()))
-	timer := time.NewTimer(brokerWait)
-	defer timer.Stop()
-	for {
-		changed := b.meta.Changed()
-		st := b.meta.State()
-		if len(st.LiveBrokers()) >= want {
-			return st, nil
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			b.log.Warn("creating internal topics with fewer replicas: brokers missing",
-				"alive", len(st.LiveBrokers()), "want", want)
-			return st, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
 	}
 }

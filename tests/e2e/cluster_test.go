@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -449,4 +451,57 @@ func TestClusterClients(t *testing.T) {
 	if !strings.Contains(py, "OK") {
 		t.Fatalf("python client:\n%s", py)
 	}
+}
+
+// TestClusterBootstrapWaitsForQuorum: a node alone answers health probes
+// with 503 and serves metrics while it waits for its peers; once a second
+// node comes up the pair elects a __meta leader, logs the guide's
+// bootstrap lines and reports ready.
+func TestClusterBootstrapWaitsForQuorum(t *testing.T) {
+	c := framework.NewCluster(t, framework.ClusterOptions{})
+	n1 := c.Node(1)
+	n1.Launch()
+	get := func(path string) (int, string) {
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + n1.Addr() + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	framework.Eventually(t, 20*time.Second, "node 1 answering /health/ready", func() bool {
+		code, _ := get("/health/ready")
+		return code == http.StatusServiceUnavailable
+	})
+	framework.Eventually(t, 20*time.Second, "a lone node's metrics to show a quorum of 1", func() bool {
+		code, body := get("/metrics")
+		return code == http.StatusOK && strings.Contains(body, "cluster_quorum_size 1")
+	})
+	if code, _ := get("/health/live"); code != http.StatusOK {
+		t.Fatalf("/health/live of a lone node: %d", code)
+	}
+	if !strings.Contains(n1.Logs(), "Waiting for quorum (need 2/3 nodes)...") {
+		t.Fatalf("node 1 does not say it waits for quorum:\n%s", n1.Logs())
+	}
+
+	c.Node(2).Launch()
+	n1.WaitReady(60 * time.Second)
+	c.Node(2).WaitReady(60 * time.Second)
+	for _, want := range []string{"Creating ClusterCoordinator for node 1 with 2 peers", "Quorum achieved! 2/3 peers alive",
+		"Bootstrap complete for node 1", "Chronik server ready on " + n1.Addr()} {
+		if !strings.Contains(n1.Logs(), want) {
+			t.Errorf("node 1 never logged %q", want)
+		}
+	}
+	if code, _ := get("/health/ready"); code != http.StatusOK {
+		t.Fatalf("/health/ready after bootstrap: %d", code)
+	}
+	// The third node joins a formed cluster.
+	c.Node(3).Launch()
+	c.Node(3).WaitReady(60 * time.Second)
+	framework.Eventually(t, 20*time.Second, "cluster_size 3 and quorum 3", func() bool {
+		m := c.Node(3).Metrics()
+		return m["cluster_size"] == 3 && m["cluster_quorum_size"] == 3
+	})
 }
