@@ -505,3 +505,77 @@ func TestClusterBootstrapWaitsForQuorum(t *testing.T) {
 		return m["cluster_size"] == 3 && m["cluster_quorum_size"] == 3
 	})
 }
+
+// TestClusterDedicatedRoles runs the KRaft-style split: three
+// `chronik-server controller` processes hold __meta, two
+// `chronik-server broker` processes hold the data. Clients bootstrap from
+// any of them; killing the __meta leader does not stop the data path.
+func TestClusterDedicatedRoles(t *testing.T) {
+	ctl, brk := []string{"controller"}, []string{"broker"}
+	c := framework.StartCluster(t, framework.ClusterOptions{
+		Nodes: 5, ReplicationFactor: 2, MinInsyncReplicas: 1,
+		Roles: [][]string{ctl, ctl, ctl, brk, brk},
+	})
+	for i, n := range c.Nodes {
+		if want := []string{"controller", "controller", "controller", "broker", "broker"}[i]; n.Args[0] != want {
+			t.Fatalf("node %d runs %q, want %q", i+1, n.Args[0], want)
+		}
+	}
+	ctx := ctxT(t, 2*time.Minute)
+	// Bootstrap through a controller: Metadata lists only the brokers.
+	adm := kadm.NewClient(client(t, c.Node(1).Addr()))
+	resp, err := adm.CreateTopic(ctx, 2, 2, nil, "split")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int32
+	for _, b := range md.Brokers {
+		ids = append(ids, b.NodeID)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	if fmt.Sprint(ids) != "[4 5]" {
+		t.Fatalf("brokers in Metadata: %v, want [4 5]", ids)
+	}
+	td, err := adm.ListTopics(ctx, "split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range td["split"].Partitions {
+		if fmt.Sprint(p.Replicas) != "[4 5]" && fmt.Sprint(p.Replicas) != "[5 4]" {
+			t.Fatalf("partition %d placed on %v, want the brokers 4 and 5", p.Partition, p.Replicas)
+		}
+	}
+
+	cl := client(t, c.Node(4).Addr(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	produceRange(t, ctx, cl, "split", 0, 100)
+	var meta int
+	framework.Eventually(t, 20*time.Second, "__meta leader", func() bool {
+		meta = c.RaftLeader("__meta", 0)
+		return meta != 0
+	})
+	if meta > 3 {
+		t.Fatalf("__meta led by broker-only node %d", meta)
+	}
+	c.Node(meta).Kill()
+	produceRange(t, ctx, cl, "split", 100, 200)
+	got := map[string]int{}
+	for _, r := range consumeAll(t, []string{c.Node(5).Addr()}, "split") {
+		got[string(r.Value)]++
+	}
+	for i := 0; i < 200; i++ {
+		if got[value(i)] != 1 {
+			t.Fatalf("record %s read %d times", value(i), got[value(i)])
+		}
+	}
+	// The surviving controllers still change metadata.
+	if resp, err := adm.CreateTopic(ctx, 1, 2, nil, "after-kill"); err != nil || resp.Err != nil {
+		t.Fatalf("create a topic with a controller down: %v %v", err, resp.Err)
+	}
+}

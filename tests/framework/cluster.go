@@ -117,7 +117,12 @@ func (c *Cluster) newNode(p clusterPeer) *Server {
 	}
 	cfg := c.writeConfig(p, dir)
 	env := append([]string{"CHRONIK_CLUSTER_CONFIG=" + cfg}, c.opts.Env...)
-	return &Server{t: c.t, Host: p.host, Port: p.kafkaPort, DataDir: dir, Env: env, Args: []string{"standalone"}}
+	// A node with a single role runs as the guide's dedicated process.
+	cmd := "standalone"
+	if len(p.roles) == 1 {
+		cmd = p.roles[0]
+	}
+	return &Server{t: c.t, Host: p.host, Port: p.kafkaPort, DataDir: dir, Env: env, Args: []string{cmd}}
 }
 
 // writeConfig writes node p's cluster.toml beside its data directory.
