@@ -303,7 +303,16 @@ func (w *respWriter) write(p *pending) (int, error) {
 		w.buf = appendResponse(w.buf[:0], p)
 		return w.send.bw.Write(w.buf)
 	}
-	return w.send.writeFrame(frame, cuts, z.sets)
+	if w.send.raw == nil || len(frame)+z.setsSize() < sendfileMin {
+		return w.send.writeFrame(frame, cuts, z.sets)
+	}
+	cork(w.send.raw, true)
+	defer cork(w.send.raw, false)
+	n, err := w.send.writeFrame(frame, cuts, z.sets)
+	if err == nil {
+		err = w.send.bw.Flush()
+	}
+	return n, err
 }
 
 // releaseResponse lets go of what an unsent response holds.

@@ -251,3 +251,47 @@ func BenchmarkProduce(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConsume reads 16 partitions of 1 KiB records (20 MB) from the
+// start with one direct-partition consumer, as the benchmark driver's
+// consume case does.
+func BenchmarkConsume(b *testing.B) {
+	addr := startServerTB(b)
+	ctx := context.Background()
+	const parts, records = 16, 20_000
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("consume"), kgo.ProducerLinger(10*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	createTopic(b, ctx, prod, "consume", parts, nil)
+	value := bytes.Repeat([]byte{'c'}, 1024)
+	for range records {
+		prod.Produce(ctx, &kgo.Record{Value: value}, nil)
+	}
+	if err := prod.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	offsets := map[int32]kgo.Offset{}
+	for p := int32(0); p < parts; p++ {
+		offsets[p] = kgo.NewOffset().AtStart()
+	}
+	b.SetBytes(records * 1024)
+	b.ResetTimer()
+	for range b.N {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"consume": offsets}),
+			kgo.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for n := 0; n < records; {
+			fs := cl.PollFetches(ctx)
+			if errs := fs.Errors(); len(errs) > 0 {
+				b.Fatal(errs[0].Err)
+			}
+			n += fs.NumRecords()
+		}
+		cl.Close()
+	}
+}

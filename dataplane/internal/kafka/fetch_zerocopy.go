@@ -85,6 +85,15 @@ func newZeroCopyFetch(resp *kmsg.FetchResponse, sets [][]recordSet) kmsg.Respons
 	return z
 }
 
+// setsSize is the bytes of all record sets.
+func (z *zeroCopyFetch) setsSize() int {
+	n := 0
+	for _, s := range z.sets {
+		n += s.size()
+	}
+	return n
+}
+
 // release drops every record set's hold on its segments.
 func (z *zeroCopyFetch) release() {
 	for _, s := range z.sets {

@@ -60,3 +60,16 @@ func sendChunk(raw syscall.RawConn, c storage.Chunk) (n int, handled bool, err e
 	}
 	return c.Len - left, handled, nil
 }
+
+// cork holds (on) or releases (off) partial frames in the socket, so that
+// the small pieces of a spliced response go out in full segments with the
+// record data rather than as packets of their own.
+func cork(raw syscall.RawConn, on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	raw.Control(func(fd uintptr) {
+		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, v)
+	})
+}
