@@ -579,3 +579,60 @@ func TestClusterDedicatedRoles(t *testing.T) {
 		t.Fatalf("create a topic with a controller down: %v %v", err, resp.Err)
 	}
 }
+
+// TestClusterGroupSurvivesCoordinatorLoss: kill -9 the node that
+// coordinates a consumer group; the group's offsets live in the
+// replicated __consumer_offsets log, so a new coordinator takes over with
+// every commit, the member carries on, and a newcomer resumes where the
+// group stopped.
+func TestClusterGroupSurvivesCoordinatorLoss(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	const topic, group = "grp", "survivors"
+	createTopic(t, c, topic, 3)
+	ctx := ctxT(t, 3*time.Minute)
+	addrs := c.Addrs()
+	prod := client(t, addrs[0], kgo.SeedBrokers(addrs...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	produceRange(t, ctx, prod, topic, 0, 300)
+
+	s := newSeen()
+	m := startMember(t, addrs[0], group, topic, "m1", s, kgo.SeedBrokers(addrs...))
+	awaitConsumed(t, s, 0, 300)
+	adm := kadm.NewClient(client(t, addrs[0], kgo.SeedBrokers(addrs...)))
+	var coord int32
+	framework.Eventually(t, 30*time.Second, "the group's coordinator", func() bool {
+		d, err := adm.DescribeGroups(ctx, group)
+		if err != nil || d.Error() != nil {
+			return false
+		}
+		coord = d[group].Coordinator.NodeID
+		return d[group].State == "Stable"
+	})
+	framework.Eventually(t, 30*time.Second, "commits of the first 300 records", func() bool {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return false
+		}
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return sum == 300
+	})
+	t.Logf("kill -9 the coordinator, node %d", coord)
+	c.Node(int(coord)).Kill()
+
+	prod2 := client(t, addrs[0], kgo.SeedBrokers(c.Addrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	produceRange(t, ctx, prod2, topic, 300, 600)
+	awaitConsumed(t, s, 300, 600)
+	m.close(t)
+	adm2 := kadm.NewClient(client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...)))
+	committedAtEnd(t, ctx, adm2, group, topic, 3)
+
+	// A newcomer in the same group starts at the committed offsets.
+	s2 := newSeen()
+	m2 := startMember(t, c.Addrs()[0], group, topic, "m2", s2, kgo.SeedBrokers(c.Addrs()...))
+	produceRange(t, ctx, prod2, topic, 600, 610)
+	awaitConsumed(t, s2, 600, 610)
+	m2.close(t)
+	if old := 600 - len(s2.missing(0, 600)); old > 0 {
+		t.Fatalf("the newcomer re-read %d records the group had committed", old)
+	}
+}
