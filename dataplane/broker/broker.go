@@ -272,14 +272,19 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	}()
 
 	// Until the node serves Kafka, its port answers health probes and
-	// metric scrapes (not ready yet) and turns Kafka clients away.
+	// metric scrapes (not ready yet) and holds Kafka connections.
 	httpHandler := b.httpHandler()
+	ln := b.ln
 	stopHTTPOnly, err := kafka.ServeHTTPOnly(b.ln, httpHandler)
 	if err != nil {
 		b.log.Debug("no HTTP before ready", "err", err)
-		stopHTTPOnly = func() {}
+		stopHTTPOnly = func() net.Listener { return b.ln }
 	}
-	defer func() { stopHTTPOnly() }()
+	defer func() {
+		if stopHTTPOnly != nil {
+			stopHTTPOnly().Close()
+		}
+	}()
 
 	ctrlDone := make(chan struct{}) // closed if the control plane stops
 	if b.ctrl != nil {
@@ -338,8 +343,8 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		Registerer:      b.reg,
 		Tracer:          tp.Tracer("chronik/kafka"),
 	})
-	stopHTTPOnly()
-	stopHTTPOnly = func() {}
+	ln = stopHTTPOnly()
+	stopHTTPOnly = nil
 	b.ready.Store(true)
 	b.once.Do(func() { close(b.readyCh) })
 	b.log.Info(fmt.Sprintf("Chronik server ready on %s (advertised: %s)", b.ln.Addr(),
@@ -359,7 +364,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		}
 		stopServing()
 	}()
-	err = srv.Serve(serveCtx, b.ln)
+	err = srv.Serve(serveCtx, ln)
 	b.ready.Store(false)
 	return err
 }
