@@ -59,6 +59,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, br *bufio.Reader) {
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
+	// Once the server gives up waiting, a writer blocked on a client that
+	// stopped reading (in write or sendfile) is released by the close.
+	stopClose := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stopClose()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	writerDone := make(chan struct{})
