@@ -636,3 +636,46 @@ func TestClusterGroupSurvivesCoordinatorLoss(t *testing.T) {
 		t.Fatalf("the newcomer re-read %d records the group had committed", old)
 	}
 }
+
+// TestClusterFetchFromFollower (KIP-392): a consumer in a follower's rack
+// is sent to that follower by the leader and reads everything from it.
+func TestClusterFetchFromFollower(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{Racks: []string{"rack-1", "rack-2", "rack-3"}})
+	const topic = "near"
+	createTopic(t, c, topic, 1)
+	ctx := ctxT(t, 2*time.Minute)
+	prod := client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	var rs []*kgo.Record
+	for i := 0; i < 200; i++ { // incompressible, so the bytes sent count
+		rs = append(rs, &kgo.Record{Topic: topic, Value: append([]byte(fmt.Sprintf("%04d", i)), randomBytes(10_000)...)})
+	}
+	if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.RaftLeader(topic, 0)
+	follower := 1 + leader%3
+	awaitInSync(t, c, topic, 1, 3)
+	out := func(id int) float64 { return c.Node(id).Metrics()["kafka_bytes_out_total"] }
+	leaderBefore, followerBefore := out(leader), out(follower)
+
+	cons := client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Rack(fmt.Sprintf("rack-%d", follower)))
+	n := 0
+	for n < len(rs) {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records", n, len(rs))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if want := fmt.Sprintf("%04d", n); string(r.Value[:4]) != want {
+				t.Fatalf("record %d is %q", n, r.Value[:4])
+			}
+			n++
+		})
+	}
+	fromLeader, fromFollower := out(leader)-leaderBefore, out(follower)-followerBefore
+	t.Logf("leader %d sent %.0f bytes, follower %d sent %.0f bytes", leader, fromLeader, follower, fromFollower)
+	if fromFollower < 2_000_000 || fromLeader > 1_000_000 {
+		t.Fatalf("the records did not come from follower %d in the consumer's rack", follower)
+	}
+}

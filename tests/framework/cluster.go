@@ -30,6 +30,7 @@ type clusterPeer struct {
 	host            string
 	kafkaPort, raft int
 	roles           []string
+	rack            string
 }
 
 // ClusterOptions shapes a test cluster; zero values take the guide's.
@@ -39,6 +40,8 @@ type ClusterOptions struct {
 	MinInsyncReplicas int // default 2
 	// Roles, when set, gives node i+1 the roles Roles[i] (empty: both).
 	Roles [][]string
+	// Racks, when set, puts node i+1 in rack Racks[i].
+	Racks []string
 	// Extra is appended to every cluster.toml (e.g. a [raft] table).
 	Extra string
 	// Env is added to every node's environment.
@@ -80,6 +83,9 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 		p := clusterPeer{id: i + 1, host: host, kafkaPort: FreePort(t, host), raft: FreePort(t, host)}
 		if i < len(opts.Roles) {
 			p.roles = opts.Roles[i]
+		}
+		if i < len(opts.Racks) {
+			p.rack = opts.Racks[i]
 		}
 		c.peers = append(c.peers, p)
 	}
@@ -135,6 +141,9 @@ func (c *Cluster) writeConfig(p clusterPeer, dataDir string) string {
 		fmt.Fprintf(&b, "\n[[peers]]\nid = %d\naddr = %q\nraft_port = %d\n", q.id, net.JoinHostPort(q.host, strconv.Itoa(q.kafkaPort)), q.raft)
 		if len(q.roles) > 0 {
 			fmt.Fprintf(&b, "roles = [%q]\n", strings.Join(q.roles, `", "`))
+		}
+		if q.rack != "" {
+			fmt.Fprintf(&b, "rack = %q\n", q.rack)
 		}
 	}
 	path := dataDir + "-cluster.toml"

@@ -16,7 +16,12 @@ package kafka
 //   UNKNOWN_LEADER_EPOCH.
 // - Isolation level is accepted; without transactions the last stable
 //   offset equals the high watermark and no transaction is ever aborted.
-// - Not built: replica fetches (replication is Raft), preferred read replica.
+// - Fetch from follower (v11+, KIP-392): a leader asked by a consumer whose
+//   Rack matches an in-sync follower's rack (and not its own) answers with
+//   PreferredReadReplica and no records; a follower serves consumers up to
+//   its high watermark, which is never ahead of the leader's since a
+//   follower only applies committed entries.
+// - Not built: replica fetches (replication is Raft).
 
 import (
 	"context"
@@ -26,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-stream/chronik/controlplane/metadata"
 	"github.com/chronik-stream/chronik/dataplane/internal/partition"
 )
 
@@ -74,11 +80,12 @@ func handleFetch(rc *Request, req *kmsg.FetchRequest) (Reply, error) {
 }
 
 type fetchResult struct {
-	sp       *sessionPartition
-	errCode  int16
-	hwm      int64
-	logStart int64
-	records  recordSet
+	sp        *sessionPartition
+	errCode   int16
+	hwm       int64
+	logStart  int64
+	preferred int32 // preferred read replica, -1 for none
+	records   recordSet
 }
 
 type fetcher struct {
@@ -115,7 +122,7 @@ func (f *fetcher) collect() bool {
 	total := 0
 	hasErr := false
 	for _, sp := range f.parts {
-		r := fetchResult{sp: sp, hwm: -1, logStart: -1}
+		r := fetchResult{sp: sp, hwm: -1, logStart: -1, preferred: -1}
 		r.errCode = f.readOne(sp, &r, remaining, total == 0)
 		n := r.records.size()
 		total += n
@@ -139,7 +146,8 @@ func (f *fetcher) readOne(sp *sessionPartition, r *fetchResult, remaining int, f
 		return kerr.NotLeaderForPartition.Code
 	}
 	leader, epoch := f.b.Replicas.IsLeader(p)
-	if !leader {
+	// Consumers that know KIP-392 may read from followers.
+	if !leader && (f.req.Version < 11 || f.req.ReplicaID >= 0) {
 		return kerr.NotLeaderForPartition.Code
 	}
 	if sp.epoch >= 0 && f.req.Version >= 9 {
@@ -151,7 +159,13 @@ func (f *fetcher) readOne(sp *sessionPartition, r *fetchResult, remaining int, f
 		}
 	}
 	r.hwm, r.logStart = p.HighWatermark(), p.LogStartOffset()
-	if sp.offset < r.logStart || sp.offset > p.LogEndOffset() {
+	if leader && f.req.Version >= 11 && f.req.Rack != "" {
+		if id := f.b.preferredReadReplica(st, sp.topic, sp.partition, f.req.Rack); id >= 0 {
+			r.preferred = id
+			return 0
+		}
+	}
+	if sp.offset < r.logStart || sp.offset > p.LogEndOffset() && leader {
 		return kerr.OffsetOutOfRange.Code
 	}
 	if sp.offset >= r.hwm || remaining <= 0 && !first {
@@ -204,7 +218,7 @@ func (f *fetcher) fill(resp *kmsg.FetchResponse) kmsg.Response {
 	for i := range f.results {
 		r := &f.results[i]
 		sp := r.sp
-		news := r.errCode != 0 || len(r.records) > 0 || !sp.sent || r.hwm != sp.hwm || r.logStart != sp.logStart
+		news := r.errCode != 0 || len(r.records) > 0 || !sp.sent || r.hwm != sp.hwm || r.logStart != sp.logStart || r.preferred >= 0
 		if f.incremental && !news {
 			r.records.release()
 			r.records = nil
@@ -223,6 +237,7 @@ func (f *fetcher) fill(resp *kmsg.FetchResponse) kmsg.Response {
 		op := kmsg.NewFetchResponseTopicPartition()
 		op.Partition, op.ErrorCode = sp.partition, r.errCode
 		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = r.hwm, r.hwm, r.logStart
+		op.PreferredReadReplica = r.preferred
 		if len(r.records) == 0 {
 			op.RecordBatches = []byte{} // librdkafka rejects a null record set
 		}
@@ -232,4 +247,22 @@ func (f *fetcher) fill(resp *kmsg.FetchResponse) kmsg.Response {
 	}
 	f.results = f.results[:0]
 	return newZeroCopyFetch(resp, sets)
+}
+
+// preferredReadReplica picks, for a consumer in rack, an in-sync follower
+// of topic/partition in that rack, unless this node is in it; -1 for none.
+func (b *Broker) preferredReadReplica(st *metadata.State, topic string, partition int32, rack string) int32 {
+	if self := st.Brokers[b.NodeID]; self != nil && self.Rack == rack {
+		return -1
+	}
+	mp := st.Partition(topic, partition)
+	if mp == nil {
+		return -1
+	}
+	for _, id := range mp.ISR {
+		if br := st.Brokers[id]; id != b.NodeID && br != nil && br.Alive && br.Rack == rack {
+			return id
+		}
+	}
+	return -1
 }
