@@ -5,20 +5,17 @@ go 1.26.8
 require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/twmb/franz-go v1.22.3 // indirect
-	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
-	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
-	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 )
 
 require (
-	github.com/chronik-stream/chronik/dataplane v0.0.0
-	github.com/chronik-stream/chronik/controlplane v0.0.0
-	github.com/chronik-stream/chronik/proto v0.0.0
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kadm v1.20.0
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 )
 
 replace (
-	github.com/chronik-stream/chronik/dataplane => ../dataplane
 	github.com/chronik-stream/chronik/controlplane => ../controlplane
+	github.com/chronik-stream/chronik/dataplane => ../dataplane
 	github.com/chronik-stream/chronik/proto => ../proto
 )
