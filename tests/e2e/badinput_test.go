@@ -4,12 +4,14 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/chronik-stream/chronik/tests/framework"
@@ -87,5 +89,16 @@ func TestBadFramesHarmNoOne(t *testing.T) {
 		if string(r.Value) != fmt.Sprint(i) {
 			t.Fatalf("record %d = %q", i, r.Value)
 		}
+	}
+}
+
+// TestNoClientWritesToInternalTopics: __consumer_offsets belongs to the
+// group coordinator; a client's produce to it is refused.
+func TestNoClientWritesToInternalTopics(t *testing.T) {
+	srv := framework.StartStandalone(t)
+	cl := client(t, srv.Addr(), kgo.DisableIdempotentWrite(), kgo.RecordRetries(0))
+	err := cl.ProduceSync(ctxT(t, 30*time.Second), &kgo.Record{Topic: "__consumer_offsets", Value: []byte("forged")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidTopicException) {
+		t.Fatalf("produce to __consumer_offsets: %v, want INVALID_TOPIC_EXCEPTION", err)
 	}
 }

@@ -9,6 +9,8 @@ package kafka
 // - Idempotent producers: retries of one of the last five batches get their
 //   original offsets; gaps get OUT_OF_ORDER_SEQUENCE_NUMBER; old epochs get
 //   INVALID_PRODUCER_EPOCH.
+// - Internal topics (__consumer_offsets) take no client writes:
+//   INVALID_TOPIC_EXCEPTION, as in Kafka.
 // - Transactions are not implemented (AddPartitionsToTxn is not
 //   advertised); a transactional batch gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 // - Appends of one connection keep request order: submission happens on the
@@ -52,6 +54,13 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 			op.Partition, op.BaseOffset, op.LogAppendTime, op.LogStartOffset = rp.Partition, -1, -1, -1
 			if st.Partition(rt.Topic, rp.Partition) == nil {
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			if t := st.Topics[rt.Topic]; t.Internal {
+				// Only the broker writes its internal topics, as in Kafka.
+				op.ErrorCode = kerr.InvalidTopicException.Code
+				msg := "cannot append to internal topic " + rt.Topic
+				op.ErrorMessage = &msg
 				continue
 			}
 			p := b.Replicas.Partition(rt.Topic, rp.Partition)
