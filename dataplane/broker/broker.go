@@ -68,6 +68,9 @@ type Config struct {
 	// RaftListener, when set, is used instead of binding
 	// BindAddr:raft_port in cluster mode.
 	RaftListener net.Listener
+	// Profiling serves Go's profiles under /debug/pprof/ on the HTTP side
+	// of the Kafka port (CHRONIK_PPROF).
+	Profiling bool
 	// TransferTimeout bounds the hand-over of leaderships when Run's
 	// context ends in cluster mode (default 10 s).
 	TransferTimeout time.Duration

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,13 @@ func (b *Broker) httpHandler() http.Handler {
 		h := b.admin.Handler()
 		mux.Handle(adminapi.ConnectPath, h)
 		mux.Handle(adminapi.RESTPath, h)
+	}
+	if b.cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

@@ -34,6 +34,7 @@ func main() {
 			&cli.StringFlag{Name: "cluster-config", EnvVars: []string{"CHRONIK_CLUSTER_CONFIG"}, Usage: "cluster.toml; without it the node runs alone"},
 			&cli.StringFlag{Name: "log-level", EnvVars: []string{"CHRONIK_LOG_LEVEL", "RUST_LOG"}, Value: "info", Usage: "error, warn, info, debug"},
 			&cli.BoolFlag{Name: "auto-create-topics", EnvVars: []string{"CHRONIK_AUTO_CREATE_TOPICS"}, Value: true, Usage: "auto.create.topics.enable"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"CHRONIK_PPROF"}, Usage: "serve Go profiles under /debug/pprof/ on the Kafka port's HTTP side"},
 			&cli.IntFlag{Name: "num-partitions", EnvVars: []string{"CHRONIK_NUM_PARTITIONS"}, Value: 1, Usage: "partitions of auto-created topics"},
 		},
 		Commands: []*cli.Command{
@@ -52,6 +53,11 @@ func main() {
 // promises the node plays.
 func run(c *cli.Context, only config.Role) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(c.String("log-level"))}))
+	// Disaster-recovery uploads are not built: refuse to run as if they
+	// were.
+	if be := os.Getenv("OBJECT_STORE_BACKEND"); be != "" && be != "local" {
+		return fmt.Errorf("OBJECT_STORE_BACKEND=%s is not supported by this build (only local); unset it to keep data in CHRONIK_DATA_DIR only", be)
+	}
 	cluster, err := loadCluster(c.String("cluster-config"), only)
 	if err != nil {
 		return err
@@ -67,6 +73,7 @@ func run(c *cli.Context, only config.Role) error {
 		Logger:            logger,
 		AutoCreateTopics:  c.Bool("auto-create-topics"),
 		DefaultPartitions: int32(c.Int("num-partitions")),
+		Profiling:         c.Bool("pprof"),
 	}
 	b, err := broker.New(cfg)
 	if err != nil {
