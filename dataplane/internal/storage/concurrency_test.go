@@ -274,3 +274,40 @@ func checkChunk(c Chunk, off int64) error {
 	}
 	return nil
 }
+
+// TestEarlyWriteback checks when Append starts writeback early: only after
+// a Sync had to wait, in pieces of at least writebackMin, and from the
+// start of a new segment; the data stays intact and durable.
+func TestEarlyWriteback(t *testing.T) {
+	l := openLog(t, Config{Dir: t.TempDir(), SegmentBytes: 256 << 10})
+	var m model
+	big := makeBatch(4, 0, 10<<10, "w") // about 40 KiB
+	mustAppend(t, l, &m, big, 0)
+	mustAppend(t, l, &m, big, 0)
+	if l.sync.syncsActive() || l.wbFrom != 0 {
+		t.Fatalf("writeback started without syncs (active %v, from %d)", l.sync.syncsActive(), l.wbFrom)
+	}
+	mustSync(t, l, l.LogEndOffset())
+	if !l.sync.syncsActive() {
+		t.Fatal("a waiting Sync did not mark syncs active")
+	}
+	l.sync.lastWait.Store(int64(time.Since(syncEpoch))) // however slow the machine
+	_, last := mustAppend(t, l, &m, big, 0)
+	if size := l.segs[len(l.segs)-1].size; l.wbFrom != size {
+		t.Fatalf("writeback started up to %d, segment is %d bytes", l.wbFrom, size)
+	}
+	from := l.wbFrom
+	mustAppend(t, l, &m, makeBatch(1, 0, 100, "s"), 0)
+	if l.wbFrom != from {
+		t.Fatal("writeback started for less than writebackMin")
+	}
+	for range 8 { // rolls into a new segment
+		l.sync.lastWait.Store(int64(time.Since(syncEpoch)))
+		_, last = mustAppend(t, l, &m, big, 0)
+	}
+	if l.wbSeg != l.segs[len(l.segs)-1] || l.wbFrom > l.segs[len(l.segs)-1].size {
+		t.Fatal("writeback does not follow the active segment")
+	}
+	mustSync(t, l, last+1)
+	checkLog(t, l, &m)
+}

@@ -23,6 +23,8 @@ type Log struct {
 	writeMu sync.Mutex // the single writer: Append, TruncateAll, Close, Delete
 	wbuf    []byte     // Append's copy of the batches, reused
 	ibuf    []byte     // index entry encoding scratch, reused
+	wbSeg   *segment   // the segment whose writeback was last started
+	wbFrom  int64      // where in wbSeg writeback has not been started yet
 
 	flushMu sync.Mutex // one flush round (or TruncateAll, Close) at a time
 	ckMu    sync.Mutex // the log start checkpoint's writers
@@ -110,6 +112,7 @@ func (l *Log) Append(batches []byte, leaderEpoch int32) (first, last int64, err 
 		seg.ix.reset(mark)
 		return 0, 0, fmt.Errorf("append at %d: write segment %d: %w", first, seg.base, err)
 	}
+	l.maybeStartWriteback(seg, seg.size+int64(len(l.wbuf)))
 	off, tim, ibuf, err := seg.writeIndexes(l.ibuf)
 	l.ibuf = ibuf
 	if err != nil {
@@ -140,6 +143,23 @@ func (l *Log) Append(batches []byte, leaderEpoch int32) (first, last int64, err 
 		l.wakeFlusher()
 	}
 	return first, next - 1, nil
+}
+
+// writebackMin is the least data Append hands to early writeback at once;
+// smaller pieces would only split the disk's writes.
+const writebackMin = 64 << 10
+
+// maybeStartWriteback starts the writeback of seg up to end, in pieces of
+// at least writebackMin, while syncs are frequent. Caller holds writeMu.
+func (l *Log) maybeStartWriteback(seg *segment, end int64) {
+	if l.wbSeg != seg || l.wbFrom > end { // a new segment, or one truncated back
+		l.wbSeg, l.wbFrom = seg, 0
+	}
+	if end-l.wbFrom < writebackMin || !l.sync.syncsActive() {
+		return
+	}
+	startWriteback(seg.f, l.wbFrom, end-l.wbFrom)
+	l.wbFrom = end
 }
 
 // countOffsets checks the framing of an append and counts the offsets it

@@ -28,3 +28,19 @@ func fdatasync(f *os.File) error {
 	}
 	return nil
 }
+
+// startWriteback asks the kernel to begin writing n bytes of f at off to
+// disk without waiting, so that a later fdatasync finds less to do. It is
+// only a hint: errors are left for fdatasync to report.
+func startWriteback(f *os.File, off, n int64) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	sc.Control(func(fd uintptr) {
+		syscall.SyncFileRange(int(fd), off, n, _SYNC_FILE_RANGE_WRITE)
+	})
+}
+
+// _SYNC_FILE_RANGE_WRITE is SYNC_FILE_RANGE_WRITE of sync_file_range(2).
+const _SYNC_FILE_RANGE_WRITE = 2
