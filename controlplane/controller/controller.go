@@ -80,6 +80,7 @@ type Controller struct {
 	view *view // the fsm's view, or the watched image on broker-only nodes
 
 	raft       atomic.Pointer[raft.Raft] // set while Run runs (controllers)
+	trans      *raftnet.GroupTransport   // __meta's, controllers only
 	stores     *stores
 	started    atomic.Bool
 	stopped    chan struct{} // closed when Run starts stopping
@@ -248,7 +249,8 @@ func (c *Controller) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open __meta stores: %w", err)
 	}
-	r, err := raft.NewRaft(c.raftConfig(hl), c.fsm, st.logs, st.wal, st.snaps, c.cfg.Mux.Transport(Group))
+	c.trans = c.cfg.Mux.Transport(Group)
+	r, err := raft.NewRaft(c.raftConfig(hl), c.fsm, st.logs, st.wal, st.snaps, c.trans)
 	if err != nil {
 		_ = st.close()
 		return fmt.Errorf("start __meta raft: %w", err)
@@ -306,6 +308,9 @@ func (c *Controller) stop() error {
 	close(c.stopped)
 	var err error
 	if r := c.raft.Load(); r != nil {
+		// Closing the transport first ends requests that wait for a
+		// stopped peer, which Shutdown would otherwise wait out.
+		c.trans.Close()
 		if e := r.Shutdown().Error(); e != nil {
 			err = fmt.Errorf("shut down __meta raft: %w", e)
 		}

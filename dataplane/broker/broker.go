@@ -72,7 +72,7 @@ type Config struct {
 	// of the Kafka port (CHRONIK_PPROF).
 	Profiling bool
 	// TransferTimeout bounds the hand-over of leaderships when Run's
-	// context ends in cluster mode (default 10 s).
+	// context ends in cluster mode (default 5 s).
 	TransferTimeout time.Duration
 }
 
@@ -121,7 +121,7 @@ func (c *Config) setDefaults() {
 		c.NodeID = 1
 	}
 	if c.TransferTimeout <= 0 {
-		c.TransferTimeout = 10 * time.Second
+		c.TransferTimeout = 5 * time.Second
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"

@@ -108,6 +108,9 @@ func (b *Broker) awaitCluster(ctx context.Context, ctrlDone <-chan struct{}) err
 	}
 }
 
+// metaHandOffTimeout bounds the __meta hand-off at shutdown.
+const metaHandOffTimeout = 2 * time.Second
+
 // handOff moves every leadership this node holds (partitions, then
 // __meta) to other nodes before it stops, so clients with retries see no
 // failed request. Partitions with no other in-sync replica keep theirs.
@@ -120,7 +123,11 @@ func (b *Broker) handOff() {
 	start := time.Now()
 	err := b.rr.TransferAll(ctx)
 	if b.ctrl.IsLeader() {
-		err = errors.Join(err, b.ctrl.TransferLeadership(ctx, 0))
+		// A __meta election takes a few hundred milliseconds; longer means
+		// the other controllers are stopping too, and waiting helps no one.
+		mctx, cancel := context.WithTimeout(ctx, metaHandOffTimeout)
+		err = errors.Join(err, b.ctrl.TransferLeadership(mctx, 0))
+		cancel()
 	}
 	if err != nil {
 		b.log.Warn("leadership hand-off before shutdown incomplete", "err", err, "took", time.Since(start))

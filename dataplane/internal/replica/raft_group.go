@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/chronik-stream/chronik/controlplane/metadata"
+	"github.com/chronik-stream/chronik/controlplane/raftnet"
 	"github.com/chronik-stream/chronik/dataplane/internal/partition"
 )
 
@@ -30,6 +31,7 @@ type group struct {
 	log     *slog.Logger
 	fsm     *fsm
 	raft    *raft.Raft
+	trans   *raftnet.GroupTransport
 	r       atomic.Pointer[raft.Raft] // raft, for the state machine's goroutine
 	wal     *raftwal.WAL
 	walMeta *metadb.BoltMetaDB
@@ -118,7 +120,8 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	if err := g.resetWithoutSnapshot(snaps, existing); err != nil {
 		return fail(err)
 	}
-	r, err := raft.NewRaft(g.raftConfig(), g.fsm, logs, wal, snaps, cfg.Mux.Transport(g.name))
+	g.trans = cfg.Mux.Transport(g.name)
+	r, err := raft.NewRaft(g.raftConfig(), g.fsm, logs, wal, snaps, g.trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
@@ -204,6 +207,10 @@ func (rr *RaftReplicas) detach(g *group) {
 
 func (g *group) stopRaft() {
 	g.raft.DeregisterObserver(g.rr.observer)
+	// Closing the transport first ends requests that wait for a peer
+	// (raftnet holds them up to its RPC timeout while the peer is down),
+	// which Raft's Shutdown would otherwise wait out.
+	g.trans.Close()
 	if err := g.raft.Shutdown().Error(); err != nil {
 		g.log.Warn("shut down raft group", "err", err)
 	}
