@@ -2,19 +2,22 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // FailoverStats are the kill -9 measurements on one target.
 type FailoverStats struct {
 	Target  string    `json:"target"`
-	Kills   []float64 `json:"kills_s"` // kill to next acknowledged acks=-1 produce, per kill
-	Killed  []int32   `json:"killed"`  // broker id killed each time
+	Group   string    `json:"group,omitempty"` // "__meta", or empty for a partition`
+	Kills   []float64 `json:"kills_s"`         // kill to next acknowledged acks=-1 produce, per kill
+	Killed  []int32   `json:"killed"`          // broker id killed each time
 	P50S    float64   `json:"p50_s"`
 	MaxS    float64   `json:"max_s"`
 	Failure string    `json:"failure,omitempty"`
@@ -70,15 +73,15 @@ func (r *runner) killOnce(ctx context.Context, t *target, cl *kgo.Client, adm *k
 	if err != nil {
 		return 0, 0, fmt.Errorf("before the kill: %w", err)
 	}
-	var victim *node
-	for _, n := range t.nodes {
-		if n.id == leader {
-			victim = n
-		}
+	// The metadata names a new partition's first leader before its Raft
+	// group has elected one; the nodes' own gauges say who leads now.
+	lctx, cancel := context.WithTimeout(ctx, p.FailoverLimit)
+	victim, err := raftLeader(lctx, t, fmt.Sprintf(`raft_is_leader{topic=%q,partition="0"}`, topic))
+	cancel()
+	if err != nil {
+		return 0, 0, err
 	}
-	if victim == nil {
-		return 0, 0, fmt.Errorf("leader %d is none of our nodes", leader)
-	}
+	leader = victim.id
 	start := time.Now()
 	victim.kill()
 	pctx, cancel := context.WithTimeout(ctx, p.FailoverLimit)
@@ -119,6 +122,110 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, rf int) (i
 		select {
 		case <-ctx.Done():
 			return -1, fmt.Errorf("partition never healthy (%s): %w", last, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// failoverMeta kills the __meta leader with SIGKILL and times the next
+// metadata change that commits (a topic created through any other node),
+// then restarts the node and waits for it before the next kill.
+func (r *runner) failoverMeta(ctx context.Context, t *target) (FailoverStats, error) {
+	p := r.cfg.Plan
+	st := FailoverStats{Target: t.Name}
+	cl, err := r.newClient(t, kgo.MetadataMinAge(50*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		return st, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var created []string
+	defer func() {
+		if len(created) > 0 {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			adm.DeleteTopics(dctx, created...)
+			cancel()
+		}
+	}()
+	for i := 0; i < p.FailoverKills; i++ {
+		hctx, cancel := context.WithTimeout(ctx, p.FailoverLimit)
+		victim, err := metaLeader(hctx, t)
+		cancel()
+		if err != nil {
+			return st, fmt.Errorf("kill %d: %w", i+1, err)
+		}
+		topic := r.topicName(fmt.Sprintf("meta-failover-%d", i))
+		start := time.Now()
+		victim.kill()
+		pctx, cancel := context.WithTimeout(ctx, p.FailoverLimit)
+		err = createUntil(pctx, adm, topic)
+		cancel()
+		took := time.Since(start)
+		if err != nil {
+			return st, fmt.Errorf("kill %d: no metadata change within %v of killing %s: %w", i+1, p.FailoverLimit, victim.name, err)
+		}
+		created = append(created, topic)
+		st.Kills, st.Killed = append(st.Kills, took.Seconds()), append(st.Killed, victim.id)
+		r.log.Info("__meta failover", "kill", i+1, "node", victim.id, "seconds", took.Seconds())
+		if err := victim.start(); err != nil {
+			return st, err
+		}
+		rctx, cancel := context.WithTimeoutCause(ctx, p.ClusterReady, fmt.Errorf("not ready within %v", p.ClusterReady))
+		err = victim.waitReady(rctx)
+		cancel()
+		if err != nil {
+			return st, fmt.Errorf("restart after kill: %w", err)
+		}
+	}
+	sorted := slices.Clone(st.Kills)
+	slices.Sort(sorted)
+	st.P50S, st.MaxS = sorted[(len(sorted)-1)/2], sorted[len(sorted)-1]
+	return st, nil
+}
+
+// createUntil creates topic, retrying every 50 ms until it succeeds or ctx
+// ends; a topic that turns out to exist counts (an earlier try committed).
+func createUntil(ctx context.Context, adm *kadm.Client, topic string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := adm.CreateTopic(actx, 1, 1, nil, topic)
+		cancel()
+		if err == nil {
+			err = resp.Err
+		}
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// metaLeader finds the node whose metrics say it leads __meta.
+func metaLeader(ctx context.Context, t *target) (*node, error) {
+	return raftLeader(ctx, t, `raft_is_leader{topic="__meta",partition="0"}`)
+}
+
+// raftLeader finds the node whose raft_is_leader sample (the metric name
+// with its labels) is 1.
+func raftLeader(ctx context.Context, t *target, sample string) (*node, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, n := range t.nodes {
+			if v, ok := n.metric(ctx, sample); ok && v == 1 {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no node reports %s: %w", sample, context.Cause(ctx))
 		case <-tick.C:
 		}
 	}

@@ -213,6 +213,21 @@ func (r *runner) failoverPhase(ctx context.Context, t *target) {
 		{"p50", "s", "", st.P50S},
 		{"max", "s", "", st.MaxS},
 	}, err)
+
+	kase = fmt.Sprintf("failover kill -9 __meta leader (x%d)", r.cfg.Plan.FailoverKills)
+	if r.gone(ctx, t, kase) {
+		return
+	}
+	st, err = r.failoverMeta(ctx, t)
+	if err != nil {
+		st.Failure = err.Error()
+	}
+	st.Group = "__meta"
+	r.rep.Failover = append(r.rep.Failover, st)
+	r.record(ctx, "failover", kase, t.Name, []metric{
+		{"p50", "s", "", st.P50S},
+		{"max", "s", "", st.MaxS},
+	}, err)
 }
 
 // gone reports, and files as skipped, a part that cannot run because the
@@ -322,7 +337,7 @@ func (r *runner) settings() []string {
 			p.ConsumeRecs, p.ConsumeParts, consumeFetchMaxWait),
 		fmt.Sprintf("steady: %s records at %d/s for %v, acks=-1, linger 0, 1 partition; produce latency from scheduled send to ack; end-to-end from Produce() to consumer receipt",
 			sizeLabel(p.SteadySize), p.SteadyRate, p.SteadyFor),
-		fmt.Sprintf("failover: %d x kill -9 of the partition leader, time to the next acknowledged acks=-1 produce (client metadata min age 50ms, retry backoff 50ms)", p.FailoverKills),
+		fmt.Sprintf("failover: %d x kill -9 of the partition leader, time to the next acknowledged acks=-1 produce (client metadata min age 50ms, retry backoff 50ms); %d x kill -9 of the __meta leader, time to the next topic created", p.FailoverKills, p.FailoverKills),
 		fmt.Sprintf("scale: fresh instance per level %v, one topic, settle %v, idle window %v; CPU from /proc/<pid>/stat utime+stime, RSS from VmRSS; cluster = mean of its brokers",
 			p.ScaleLevels, p.ScaleSettle, p.ScaleWindow),
 		kfake,
