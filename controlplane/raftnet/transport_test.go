@@ -427,7 +427,10 @@ func TestRaftRequestsWaitForARestartingPeer(t *testing.T) {
 	up := make(chan struct{})
 	go func() {
 		defer close(up)
-		time.Sleep(300 * time.Millisecond) // the peer restarts while the request waits
+		// The peer comes back only once the request has found it down.
+		for deadline := time.Now().Add(5 * time.Second); a.Stats().DialFailures == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		b := newTestMux(t, addr)
 		serveRPCs(t, b.Transport("g"), func(rpc raft.RPC) {
 			rpc.Respond(&raft.RequestVoteResponse{Term: 1, Granted: true}, nil)

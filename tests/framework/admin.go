@@ -5,51 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // ChronikctlBin is the chronikctl binary: $CHRONIKCTL_BIN, or built once
 // from the workspace into a temporary directory.
-func ChronikctlBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("CHRONIKCTL_BIN"); p != "" {
-		return p
-	}
-	ctlOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "chronikctl-bin")
-		if err != nil {
-			ctlErr = err
-			return
-		}
-		ctlBin = filepath.Join(dir, "chronikctl")
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", ctlBin, "./chronikctl")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ctlErr = fmt.Errorf("build chronikctl: %v\n%s", err, out)
-		}
-	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
-	}
-	return ctlBin
-}
+func ChronikctlBin(t testing.TB) string { return ctlBin.path(t) }
 
-var (
-	ctlOnce sync.Once
-	ctlBin  string
-	ctlErr  error
-)
+var ctlBin = &workspaceBin{env: "CHRONIKCTL_BIN", pkg: "./chronikctl", name: "chronikctl"}
 
 // CtlResult is what one chronikctl run printed and how it exited.
 type CtlResult struct {

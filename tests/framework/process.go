@@ -21,37 +21,44 @@ import (
 
 // ServerBin is the chronik-server binary: $CHRONIK_SERVER_BIN, or built once
 // from the workspace into a temporary directory.
-func ServerBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("CHRONIK_SERVER_BIN"); p != "" {
-		return p
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "chronik-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "chronik-server")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./dataplane/cmd/chronik-server")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build chronik-server: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+func ServerBin(t testing.TB) string { return serverBin.path(t) }
+
+var serverBin = &workspaceBin{env: "CHRONIK_SERVER_BIN", pkg: "./dataplane/cmd/chronik-server", name: "chronik-server"}
+
+// workspaceBin is a command of the workspace: the binary named by env, or
+// pkg built once per test process.
+type workspaceBin struct {
+	env, pkg, name string
+
+	once  sync.Once
+	built string
+	err   error
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func (b *workspaceBin) path(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(b.env); p != "" {
+		return p
+	}
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", b.name+"-bin")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.built = filepath.Join(dir, b.name)
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", b.built, b.pkg)
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build %s: %v\n%s", b.name, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.built
+}
 
 // FreePort returns a TCP port free on host right now.
 func FreePort(t testing.TB, host string) int {

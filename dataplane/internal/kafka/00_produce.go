@@ -48,6 +48,7 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		resp.Topics = append(resp.Topics, ot)
 		parts := resp.Topics[len(resp.Topics)-1].Partitions
+		internal := st.Topics[rt.Topic] != nil && st.Topics[rt.Topic].Internal
 		for i, rp := range rt.Partitions {
 			op := &parts[i]
 			*op = kmsg.NewProduceResponseTopicPartition()
@@ -56,7 +57,7 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue
 			}
-			if t := st.Topics[rt.Topic]; t.Internal {
+			if internal {
 				// Only the broker writes its internal topics, as in Kafka.
 				op.ErrorCode = kerr.InvalidTopicException.Code
 				msg := "cannot append to internal topic " + rt.Topic

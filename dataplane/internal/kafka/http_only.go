@@ -67,7 +67,7 @@ func ServeHTTPOnly(ln net.Listener, h http.Handler) (stop func() net.Listener, e
 					return
 				}
 				nc.SetReadDeadline(time.Time{})
-				if first[0] < 'A' || first[0] > 'Z' {
+				if !startsHTTP(first[0]) {
 					held.hold(&peekedConn{Conn: nc, r: br})
 					return
 				}

@@ -153,12 +153,16 @@ func (s *Server) sniff(ctx context.Context, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if first[0] >= 'A' && first[0] <= 'Z' && s.httpLn != nil {
+	if startsHTTP(first[0]) && s.httpLn != nil {
 		s.httpLn.hand(&peekedConn{Conn: nc, r: br})
 		return
 	}
 	s.serveConn(ctx, nc, br)
 }
+
+// startsHTTP reports whether a connection's first byte starts an HTTP
+// method rather than a Kafka frame's size.
+func startsHTTP(b byte) bool { return b >= 'A' && b <= 'Z' }
 
 // peekedConn replays bytes already buffered by the sniffer.
 type peekedConn struct {
