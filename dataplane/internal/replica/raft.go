@@ -137,7 +137,8 @@ type RaftConfig struct {
 	// hashicorp/raft requires to stay at or below the heartbeat timeout.
 	FastTimeout time.Duration
 
-	// WALSegmentSize is the raft-wal segment size (default 2 MiB).
+	// WALSegmentSize is the raft-wal segment size (default 64 MiB; files
+	// are not preallocated, so an idle group's segment costs no disk).
 	WALSegmentSize int
 	// LogCacheSize is how many recent entries each group keeps in memory
 	// (default 32).
@@ -199,7 +200,7 @@ func (c *RaftConfig) setDefaults() {
 	}
 	dur(&c.ISRCheckInterval, ci.CheckInterval, config.DefaultISRCheckInterval)
 	if c.WALSegmentSize <= 0 {
-		c.WALSegmentSize = 2 << 20
+		c.WALSegmentSize = 64 << 20
 	}
 	if c.LogCacheSize <= 0 {
 		c.LogCacheSize = 32

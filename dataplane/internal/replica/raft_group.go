@@ -100,7 +100,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	// raft-wal v0.4 does not close its metadata DB: own it, so closing a
 	// group releases the file and its lock.
 	meta := &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(rdir, raftwal.WithSegmentSize(cfg.WALSegmentSize), raftwal.WithLogger(hcl), raftwal.WithMetaStore(meta))
+	wal, err := openWAL(rdir, cfg.WALSegmentSize, hcl, meta)
 	if err != nil {
 		return errors.Join(fmt.Errorf("open raft log: %w", err), meta.Close())
 	}

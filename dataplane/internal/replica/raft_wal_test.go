@@ -1,0 +1,96 @@
+package replica
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// The partition groups' raft-wal segments are large but not preallocated:
+// a segment file takes only the disk its entries need, and a log whose
+// tail ends in a torn write reopens with every committed entry.
+func TestRaftWALSegmentsAreSparse(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 64 << 20
+	open := func() (*metadb.BoltMetaDB, interface {
+		raft.LogStore
+		Close() error
+	}) {
+		meta := &metadb.BoltMetaDB{}
+		w, err := openWAL(dir, segSize, newHCLogger(testLogger(t, "")), meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meta, w
+	}
+	meta, w := open()
+	var logs []*raft.Log
+	for i := uint64(1); i <= 100; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 1000)})
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	segs, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segment files %v, %v", segs, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(segs[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 1<<20 {
+		t.Fatalf("segment with 100 KB of entries uses %d bytes of disk (size %d)", used, st.Size)
+	}
+	t.Logf("segment %s: size %d, %d bytes on disk", filepath.Base(segs[0]), st.Size, st.Blocks*512)
+
+	// A torn write after the last commit.
+	f, err := os.OpenFile(segs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("\x01\x00\x00torn")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	meta, w = open()
+	defer func() {
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := meta.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	last, err := w.LastIndex()
+	if err != nil || last != 100 {
+		t.Fatalf("last index %d, %v; want 100", last, err)
+	}
+	for i := uint64(1); i <= 100; i++ {
+		var l raft.Log
+		if err := w.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if !bytes.Equal(l.Data, logs[i-1].Data) {
+			t.Fatalf("entry %d: data differs", i)
+		}
+	}
+	if err := w.StoreLog(&raft.Log{Index: 101, Term: 2, Type: raft.LogCommand, Data: []byte("after")}); err != nil {
+		t.Fatalf("append after reopening: %v", err)
+	}
+}
