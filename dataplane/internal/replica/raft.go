@@ -384,6 +384,9 @@ var errNotLeader = fmt.Errorf("%w", kerr.NotLeaderForPartition)
 // its commit and apply (for acks 1 and -1 alike; see the package notes).
 func (rr *RaftReplicas) Produce(ctx context.Context, p *partition.Partition, records []byte, acks int16) (func(context.Context) (partition.AppendResult, error), error) {
 	g := rr.groupOf(p)
+	if g != nil {
+		g.settle(ctx)
+	}
 	if g == nil || !g.ready(g.raft.CurrentTerm()) {
 		return nil, errNotLeader
 	}

@@ -38,8 +38,12 @@ type detector struct {
 
 	mu       sync.Mutex
 	suspects map[int32]bool
-	fast     map[*group]int32 // groups running fast timeouts -> the suspect they followed
+	fast     map[*group]int32 // groups running fast timeouts -> the suspect they followed, or noLeader
 }
+
+// noLeader marks a group in detector.fast that runs fast timeouts until it
+// has its first leader.
+const noLeader = -1
 
 func newDetector(rr *RaftReplicas) *detector {
 	return &detector{rr: rr, misses: map[int32]int{}, suspects: map[int32]bool{}, fast: map[*group]int32{}}
@@ -47,10 +51,15 @@ func newDetector(rr *RaftReplicas) *detector {
 
 func (rr *RaftReplicas) servePing(context.Context, string, []byte) ([]byte, error) { return nil, nil }
 
+// enabled reports whether run probes peers and sweeps timeouts.
+func (d *detector) enabled() bool {
+	return d.rr.cfg.Cluster != nil && d.rr.cfg.FailureProbeInterval >= 0
+}
+
 // run probes the peers until ctx ends.
 func (d *detector) run(ctx context.Context) {
 	cfg := &d.rr.cfg
-	if cfg.Cluster == nil || cfg.FailureProbeInterval < 0 {
+	if !d.enabled() {
 		return
 	}
 	tick := time.NewTicker(cfg.FailureProbeInterval)
@@ -128,7 +137,11 @@ func (d *detector) sweep() {
 	for g, from := range d.fast {
 		_, lid := g.raft.LeaderWithID()
 		leader, _ := nodeID(lid)
-		if !d.suspects[from] || (leader != 0 && leader != from) || g.raft.State() == raft.Shutdown {
+		done := !d.suspects[from] || (leader != 0 && leader != from)
+		if from == noLeader {
+			done = leader != 0
+		}
+		if done || g.raft.State() == raft.Shutdown {
 			d.setTimeouts(g, d.rr.cfg.HeartbeatTimeout, d.rr.cfg.ElectionTimeout)
 			delete(d.fast, g)
 		}
@@ -154,6 +167,14 @@ func (d *detector) setTimeouts(g *group, heartbeat, election time.Duration) {
 	if err := g.raft.ReloadConfig(rc); err != nil {
 		g.log.Warn("change raft timeouts", "heartbeat_timeout", heartbeat, "err", err)
 	}
+}
+
+// untilLeader notes that g was started with fast timeouts, to be set back
+// to normal once it has a leader.
+func (d *detector) untilLeader(g *group) {
+	d.mu.Lock()
+	d.fast[g] = noLeader
+	d.mu.Unlock()
 }
 
 // forget drops a detached group.

@@ -121,12 +121,23 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 		return fail(err)
 	}
 	g.trans = cfg.Mux.Transport(g.name)
-	r, err := raft.NewRaft(g.raftConfig(), g.fsm, logs, wal, snaps, g.trans)
+	rc := g.raftConfig()
+	// A new partition's first replica campaigns on the fast timeout while
+	// the others keep the normal one, so the group elects within about
+	// FastTimeout, and elects the leader the metadata names until then.
+	first := !existing && mp.LeaderEpoch == 0 && g.rr.det.enabled() && len(mp.Replicas) > 0 && serverID(mp.Replicas[0]) == g.rr.id
+	if first {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.FastTimeout, cfg.FastTimeout
+	}
+	r, err := raft.NewRaft(rc, g.fsm, logs, wal, snaps, g.trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	g.raft, g.wal, g.walMeta = r, wal, meta
 	g.r.Store(r)
+	if first {
+		g.rr.det.untilLeader(g)
+	}
 	r.RegisterObserver(g.rr.observer)
 	// Only the replicas of a partition that never had a Raft leader
 	// bootstrap it; a replica added later is added by the leader.
@@ -222,6 +233,43 @@ func (g *group) stopRaft() {
 // ready reports whether g leads in term and has applied all earlier terms.
 func (g *group) ready(term uint64) bool {
 	return g.raft.State() == raft.Leader && g.readyTerm.Load() == term && !g.fsm.broken.Load()
+}
+
+// electionWait bounds how long a write waits for a group that has no
+// leader yet (a new partition's first election) before it is refused.
+const electionWait = 3 * time.Second
+
+// settle waits while g knows no leader, or leads but has not applied
+// earlier terms yet, until g is ready or another node leads, ctx ends or
+// electionWait passed. It spares the clients of a new partition a
+// NOT_LEADER answer, after which most refresh their metadata only after
+// seconds. A group that knows another leader returns at once.
+func (g *group) settle(ctx context.Context) {
+	unsettled := func() bool {
+		_, id := g.raft.LeaderWithID()
+		switch g.raft.State() {
+		case raft.Shutdown:
+			return false
+		case raft.Leader:
+			return !g.ready(g.raft.CurrentTerm()) && !g.fsm.broken.Load()
+		default:
+			return id == ""
+		}
+	}
+	if !unsettled() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, electionWait)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for unsettled() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // proposal is an entry handed to Raft; done closes when it was applied or

@@ -535,3 +535,40 @@ func TestRaftFailureDetectorFailsOverFast(t *testing.T) {
 		return nil
 	})
 }
+
+// A new partition's group elects its first replica within the fast
+// timeout, not the normal heartbeat timeout (Raft's first election waits
+// one to two of those), and a produce sent to that replica before the
+// election is held until it leads instead of being refused.
+func TestRaftNewPartitionElectsFirstReplicaFast(t *testing.T) {
+	tm := fastTimings()
+	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	c := newTestCluster(t, 3, tm)
+	created := time.Now()
+	c.createTopic("fresh", 3, nil)
+	top := c.meta.State().Topics["fresh"]
+	for part, mp := range top.Partitions {
+		first := c.nodes[mp.Replicas[0]]
+		if _, err := produce(first, "fresh", int32(part), makeBatch(1, "early", -1, 0, 0), -1, 10*time.Second); err != nil {
+			t.Fatalf("partition %d: produce to node %d before its first election: %v", part, first.id, err)
+		}
+		ln, _ := c.leader("fresh", int32(part), 10*time.Second)
+		if ln.id != first.id {
+			t.Fatalf("partition %d: node %d leads, want its first replica %d", part, ln.id, first.id)
+		}
+	}
+	took := time.Since(created)
+	t.Logf("3 new partitions led by their first replicas %v after creation", took)
+	if took >= tm.heartbeat {
+		t.Fatalf("first elections took %v, no faster than the %v heartbeat timeout", took, tm.heartbeat)
+	}
+	for part, mp := range top.Partitions {
+		g := c.nodes[mp.Replicas[0]].rr.group("fresh", int32(part))
+		eventually(t, 5*time.Second, "normal timeouts restored", func() error {
+			if hb := g.raft.ReloadableConfig().HeartbeatTimeout; hb != tm.heartbeat {
+				return fmt.Errorf("partition %d: heartbeat timeout %v", part, hb)
+			}
+			return nil
+		})
+	}
+}
