@@ -345,3 +345,22 @@ func TestWaitHealthy(t *testing.T) {
 		t.Error("an ISR of 3 passed for 4")
 	}
 }
+
+// The scale rows print the Raft timings a cluster node logged at start.
+func TestRaftTimingsFromLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node1.log")
+	log := `time=2026-11-27T05:00:00Z level=INFO msg="opened log" topic=a
+time=2026-11-27T05:00:00Z level=INFO msg="partition raft timings" component=raft-replicas node_id=1 heartbeat_timeout=2s election_timeout=2s commit_timeout=1s fast_timeout=600ms leader_lease_timeout=600ms probe_interval=100ms
+`
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "heartbeat_timeout=2s election_timeout=2s commit_timeout=1s fast_timeout=600ms leader_lease_timeout=600ms probe_interval=100ms"
+	if got := raftTimings(path); got != want {
+		t.Fatalf("raftTimings = %q, want %q", got, want)
+	}
+	if got := raftTimings(filepath.Join(dir, "missing.log")); !strings.HasPrefix(got, "raft timings unknown") {
+		t.Fatalf("missing log: %q", got)
+	}
+}

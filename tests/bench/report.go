@@ -50,6 +50,9 @@ type Row struct {
 	Unit    string           `json:"unit"`    // MB/s, rec/s, ms, s, %core, MB
 	Limit   string           `json:"limit,omitempty"`
 	Cells   map[string]*Cell `json:"cells"` // by target name
+	// Note says how a figure was made, printed under its row, e.g. the
+	// cluster's Raft timings beside its idle CPU.
+	Note string `json:"note,omitempty"`
 }
 
 // Cell is one target's figure in a row.
@@ -139,6 +142,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		}
 		if len(parts) > 0 {
 			fmt.Fprintf(w, "%-*s %s\n", width, labels[i], strings.Join(parts, " | "))
+		}
+		if r.Note != "" {
+			fmt.Fprintf(w, "%-*s %s\n", width, "", r.Note)
 		}
 	}
 	fmt.Fprintln(w)

@@ -295,6 +295,9 @@ func (r *runner) scalePhase(ctx context.Context, name string) {
 			{"idle CPU", "%core", "", pt.CPUPct},
 			{"RSS", "MB", "", pt.RSSMB},
 		}, err)
+		if pt.RaftTimings != "" {
+			r.rep.row("scale", kase, "idle CPU", "%core", "").Note = "cluster partition raft: " + pt.RaftTimings
+		}
 	}
 }
 

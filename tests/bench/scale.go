@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -17,6 +19,9 @@ type ScalePoint struct {
 	RSSMB      float64   `json:"rss_mb"`       // mean over brokers
 	PerBroker  []float64 `json:"idle_cpu_pct_per_broker"`
 	RSSPer     []float64 `json:"rss_mb_per_broker"`
+	// RaftTimings are the partition Raft timings the cluster's first node
+	// logged at start ("" for other targets).
+	RaftTimings string `json:"raft_timings,omitempty"`
 }
 
 // scaleLevel starts a fresh instance of the named target, creates one
@@ -30,6 +35,9 @@ func (r *runner) scaleLevel(ctx context.Context, name string, level int) (ScaleP
 		return pt, fmt.Errorf("start: %w", err)
 	}
 	defer t.close()
+	if name == TargetCluster && len(t.nodes) > 0 {
+		pt.RaftTimings = raftTimings(t.nodes[0].logPath)
+	}
 	if len(t.pids()) == 0 {
 		return pt, fmt.Errorf("%s has no process of its own to measure", name)
 	}
@@ -84,4 +92,31 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// raftTimingsMsg is the line a cluster node logs with its partition Raft
+// timings.
+const raftTimingsMsg = `msg="partition raft timings"`
+
+// raftTimings returns the timings a node logged in logPath, as
+// "key=value" pairs, or a word on why there are none.
+func raftTimings(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return "raft timings unknown: " + err.Error()
+	}
+	for line := range strings.Lines(string(b)) {
+		_, rest, ok := strings.Cut(line, raftTimingsMsg)
+		if !ok {
+			continue
+		}
+		var kept []string
+		for _, f := range strings.Fields(rest) {
+			if k, _, _ := strings.Cut(f, "="); strings.HasSuffix(k, "_timeout") || strings.HasSuffix(k, "_interval") {
+				kept = append(kept, f)
+			}
+		}
+		return strings.Join(kept, " ")
+	}
+	return "raft timings unknown: the node logged none"
 }

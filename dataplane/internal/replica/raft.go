@@ -274,6 +274,10 @@ func NewRaftReplicas(cfg RaftConfig) (*RaftReplicas, error) {
 	cfg.Mux.Handle(methodTransfer, rr.serveTransfer)
 	cfg.Mux.Handle(methodState, rr.serveState)
 	rr.unregister = rr.registerMetrics()
+	rr.log.Info("partition raft timings",
+		"heartbeat_timeout", cfg.HeartbeatTimeout, "election_timeout", cfg.ElectionTimeout,
+		"commit_timeout", cfg.CommitTimeout, "fast_timeout", cfg.FastTimeout,
+		"leader_lease_timeout", cfg.LeaderLeaseTimeout, "probe_interval", cfg.FailureProbeInterval)
 	return rr, nil
 }
 
