@@ -146,7 +146,9 @@ func (d *detector) sweep() {
 			delete(d.fast, g)
 		}
 	}
-	if len(d.suspects) == 0 {
+	// With every peer suspected the likelier story is that this node is
+	// overloaded or cut off; fast elections could not win a vote then.
+	if len(d.suspects) == 0 || len(d.suspects) >= d.peerCount() {
 		return
 	}
 	for _, g := range d.rr.snapshotGroups() {
@@ -159,6 +161,17 @@ func (d *detector) sweep() {
 			d.fast[g] = leader
 		}
 	}
+}
+
+// peerCount is the number of other peers in cluster.toml.
+func (d *detector) peerCount() int {
+	n := 0
+	for _, p := range d.rr.cfg.Cluster.Peers {
+		if p.ID != d.rr.cfg.NodeID {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *detector) setTimeouts(g *group, heartbeat, election time.Duration) {

@@ -572,3 +572,45 @@ func TestRaftNewPartitionElectsFirstReplicaFast(t *testing.T) {
 		})
 	}
 }
+
+// A node that hears from no peer at all is likelier overloaded or cut off
+// than the last one standing, and could not win a vote anyway: its groups
+// keep their normal timeouts instead of campaigning fast.
+func TestRaftNoFastTimeoutsWhenEveryPeerIsSuspect(t *testing.T) {
+	tm := fastTimings()
+	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	c := newTestCluster(t, 3, tm)
+	c.createTopic("lonely", 1, nil)
+	ln, _ := c.leader("lonely", 0, 30*time.Second)
+	var survivor *testNode
+	for _, n := range c.running() {
+		if n.id != ln.id {
+			survivor = n
+		}
+	}
+	g := survivor.rr.group("lonely", 0)
+	eventually(t, 10*time.Second, "survivor follows the leader", func() error {
+		if _, id := g.raft.LeaderWithID(); id != serverID(ln.id) {
+			return fmt.Errorf("leader %q", id)
+		}
+		return nil
+	})
+	for _, n := range c.running() {
+		if n.id != survivor.id {
+			c.stop(n.id)
+		}
+	}
+	d := survivor.rr.det
+	eventually(t, 10*time.Second, "both peers suspected", func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if len(d.suspects) != 2 {
+			return fmt.Errorf("suspects %v", d.suspects)
+		}
+		return nil
+	})
+	d.sweep()
+	if hb := g.raft.ReloadableConfig().HeartbeatTimeout; hb != tm.heartbeat {
+		t.Fatalf("heartbeat timeout %v with every peer suspected, want the normal %v", hb, tm.heartbeat)
+	}
+}
