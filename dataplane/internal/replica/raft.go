@@ -273,6 +273,7 @@ func NewRaftReplicas(cfg RaftConfig) (*RaftReplicas, error) {
 	cfg.Mux.Handle(methodISR, rr.serveISR)
 	cfg.Mux.Handle(methodTransfer, rr.serveTransfer)
 	cfg.Mux.Handle(methodState, rr.serveState)
+	cfg.Mux.Handle(methodPing, rr.servePing)
 	rr.unregister = rr.registerMetrics()
 	rr.log.Info("partition raft timings",
 		"heartbeat_timeout", cfg.HeartbeatTimeout, "election_timeout", cfg.ElectionTimeout,
@@ -323,6 +324,7 @@ func (rr *RaftReplicas) Run(ctx context.Context) error {
 	rr.cfg.Mux.Handle(methodISR, nil)
 	rr.cfg.Mux.Handle(methodTransfer, nil)
 	rr.cfg.Mux.Handle(methodState, nil)
+	rr.cfg.Mux.Handle(methodPing, nil)
 	rr.unregister()
 	return err
 }

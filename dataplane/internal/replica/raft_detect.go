@@ -134,6 +134,9 @@ func (d *detector) setSuspect(id int32, suspect bool) {
 func (d *detector) sweep() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// With every peer suspected the likelier story is that this node is
+	// overloaded or cut off; fast elections could not win a vote then.
+	cutOff := len(d.suspects) > 0 && len(d.suspects) >= d.peerCount()
 	for g, from := range d.fast {
 		_, lid := g.raft.LeaderWithID()
 		leader, _ := nodeID(lid)
@@ -141,14 +144,12 @@ func (d *detector) sweep() {
 		if from == noLeader {
 			done = leader != 0
 		}
-		if done || g.raft.State() == raft.Shutdown {
+		if done || cutOff || g.raft.State() == raft.Shutdown {
 			d.setTimeouts(g, d.rr.cfg.HeartbeatTimeout, d.rr.cfg.ElectionTimeout)
 			delete(d.fast, g)
 		}
 	}
-	// With every peer suspected the likelier story is that this node is
-	// overloaded or cut off; fast elections could not win a vote then.
-	if len(d.suspects) == 0 || len(d.suspects) >= d.peerCount() {
+	if len(d.suspects) == 0 || cutOff {
 		return
 	}
 	for _, g := range d.rr.snapshotGroups() {

@@ -514,6 +514,22 @@ func TestRaftFailureDetectorFailsOverFast(t *testing.T) {
 	if _, err := produce(old, "events", 0, makeBatch(2, "before", -1, 0, 0), -1, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// While every node answers its probes, no peer is suspected and every
+	// replica runs the normal timeouts.
+	eventually(t, 10*time.Second, "healthy cluster on normal timeouts", func() error {
+		for _, n := range c.running() {
+			n.rr.det.mu.Lock()
+			suspects := len(n.rr.det.suspects)
+			n.rr.det.mu.Unlock()
+			if suspects > 0 {
+				return fmt.Errorf("node %d suspects %d peers", n.id, suspects)
+			}
+			if hb := n.rr.group("events", 0).raft.ReloadableConfig().HeartbeatTimeout; hb != tm.heartbeat {
+				return fmt.Errorf("node %d: heartbeat timeout %v", n.id, hb)
+			}
+		}
+		return nil
+	})
 
 	c.stop(old.id)
 	stopped := time.Now()
