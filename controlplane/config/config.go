@@ -49,7 +49,10 @@ const (
 	DefaultMinInsyncReplicas = 2
 	// MinPartitionCommitTimeout is the floor of the derived commit tick of
 	// partition groups: a shorter tick costs idle CPU on every group.
-	MinPartitionCommitTimeout = time.Second
+	MinPartitionCommitTimeout = 3 * time.Second
+	// MinPartitionHeartbeatTimeout is the floor of the derived partition
+	// heartbeat timeout; a leader heartbeats every tenth of it.
+	MinPartitionHeartbeatTimeout = 2 * time.Second
 )
 
 // ErrInvalid is wrapped by every error about the content of a cluster file.
@@ -119,11 +122,10 @@ type Raft struct {
 	SnapshotThreshold uint64
 
 	// PartitionCommitTimeout is the commit tick of partition groups. Derived
-	// default: max(1 s, HeartbeatInterval).
+	// default: max(3 s, HeartbeatInterval).
 	PartitionCommitTimeout time.Duration
 	// PartitionHeartbeatTimeout is how long a partition follower waits for
-	// its leader. Derived default: max(2 × PartitionCommitTimeout,
-	// ElectionTimeout).
+	// its leader. Derived default: max(2 s, ElectionTimeout).
 	PartitionHeartbeatTimeout time.Duration
 	// PartitionElectionTimeout is how long a partition candidate waits for
 	// votes. Derived default: PartitionHeartbeatTimeout.

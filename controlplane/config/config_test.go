@@ -75,7 +75,7 @@ func TestGuideExamples(t *testing.T) {
 			}
 			want := Raft{
 				ElectionTimeout: 300 * time.Millisecond, HeartbeatInterval: 30 * time.Millisecond,
-				SnapshotThreshold: 10000, PartitionCommitTimeout: time.Second,
+				SnapshotThreshold: 10000, PartitionCommitTimeout: 3 * time.Second,
 				PartitionHeartbeatTimeout: 2 * time.Second, PartitionElectionTimeout: 2 * time.Second,
 			}
 			if c.Raft != want {
@@ -176,16 +176,16 @@ roles = ["broker"]
 		{"partition timings derive from raft", header + "[raft]\nelection_timeout_ms = 5000\nheartbeat_interval_ms = 1500\n" + threePeers,
 			func(t *testing.T, c *Cluster) {
 				r := c.Raft
-				if r.PartitionCommitTimeout != 1500*time.Millisecond || r.PartitionHeartbeatTimeout != 5*time.Second ||
+				if r.PartitionCommitTimeout != 3*time.Second || r.PartitionHeartbeatTimeout != 5*time.Second ||
 					r.PartitionElectionTimeout != 5*time.Second {
 					t.Fatalf("raft %+v", r)
 				}
 			}},
-		{"partition commit override feeds the heartbeat default", header + "[raft]\npartition_commit_timeout_ms = 1500\n" + threePeers,
+		{"partition commit override leaves the heartbeat default", header + "[raft]\npartition_commit_timeout_ms = 1500\n" + threePeers,
 			func(t *testing.T, c *Cluster) {
 				r := c.Raft
-				if r.PartitionCommitTimeout != 1500*time.Millisecond || r.PartitionHeartbeatTimeout != 3*time.Second ||
-					r.PartitionElectionTimeout != 3*time.Second || r.ElectionTimeout != 300*time.Millisecond {
+				if r.PartitionCommitTimeout != 1500*time.Millisecond || r.PartitionHeartbeatTimeout != 2*time.Second ||
+					r.PartitionElectionTimeout != 2*time.Second || r.ElectionTimeout != 300*time.Millisecond {
 					t.Fatalf("raft %+v", r)
 				}
 			}},
@@ -243,7 +243,7 @@ func TestDocumentedExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("documented example: %v", err)
 	}
-	if len(c.Peers) != 3 || c.Raft.PartitionCommitTimeout != time.Second || c.Raft.PartitionHeartbeatTimeout != 2*time.Second {
+	if len(c.Peers) != 3 || c.Raft.PartitionCommitTimeout != 3*time.Second || c.Raft.PartitionHeartbeatTimeout != 2*time.Second {
 		t.Fatalf("documented example reads as %+v", c)
 	}
 }

@@ -93,7 +93,7 @@ func (r *reader) raft(t *table) Raft {
 
 	rc.PartitionCommitTimeout = max(MinPartitionCommitTimeout, heartbeat)
 	rc.PartitionCommitTimeout, _ = t.millis("partition_commit_timeout_ms", rc.PartitionCommitTimeout, 1)
-	rc.PartitionHeartbeatTimeout = max(2*rc.PartitionCommitTimeout, election)
+	rc.PartitionHeartbeatTimeout = max(MinPartitionHeartbeatTimeout, election)
 	rc.PartitionHeartbeatTimeout, _ = t.millis("partition_heartbeat_timeout_ms", rc.PartitionHeartbeatTimeout, minRaftTimeoutMs)
 	rc.PartitionElectionTimeout = rc.PartitionHeartbeatTimeout
 	rc.PartitionElectionTimeout, _ = t.millis("partition_election_timeout_ms", rc.PartitionElectionTimeout, minRaftTimeoutMs)

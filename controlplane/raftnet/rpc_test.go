@@ -275,3 +275,30 @@ func TestCallAfterClose(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+// A busy control connection holds small frames for CoalesceDelay so that
+// heartbeats share a syscall, but never a frame carrying data.
+func TestCoalesceDelayHoldsOnlySmallFrames(t *testing.T) {
+	const delay = time.Second
+	opt := func(c *Config) { c.CoalesceDelay, c.RPCTimeout = delay, 10*time.Second }
+	srv := newTestMux(t, "127.0.0.1:0", opt)
+	cli := newTestMux(t, "127.0.0.1:0", opt)
+	srv.Handle("echo", func(_ context.Context, _ string, req []byte) ([]byte, error) { return req, nil })
+	ctx := context.Background()
+	call := func(req []byte) time.Duration {
+		t.Helper()
+		start := time.Now()
+		got, err := cli.Call(ctx, srv.LocalAddr(), "echo", req)
+		if err != nil || !bytes.Equal(got, req) {
+			t.Fatalf("call of %d bytes: %d bytes back, %v", len(req), len(got), err)
+		}
+		return time.Since(start)
+	}
+	call([]byte("quiet")) // the connection was quiet: no wait
+	if took := call([]byte("busy")); took < delay {
+		t.Fatalf("a small request on a busy connection took %v, want it held %v", took, delay)
+	}
+	if took := call(bytes.Repeat([]byte("x"), lingerMaxFrame)); took >= delay/2 {
+		t.Fatalf("a %d-byte request on a busy connection took %v; large frames must not wait", lingerMaxFrame, took)
+	}
+}

@@ -243,10 +243,12 @@ func (s *session) writeLoop() {
 // linger delays the control lane's writer by Config.CoalesceDelay when the
 // connection is busy (it flushed within the last few delays), so that the
 // heartbeats of many groups share a syscall on both ends. A request on a
-// quiet connection goes out at once; the data lane never waits.
+// quiet connection goes out at once, and so does a queue holding a large
+// frame (an internal RPC carrying data, such as a replica.read answer);
+// the data lane never waits.
 func (s *session) linger(lastFlush time.Time) {
 	d := s.m.cfg.CoalesceDelay
-	if s.lane != laneCtl || d <= 0 || time.Since(lastFlush) > 5*d {
+	if s.lane != laneCtl || d <= 0 || time.Since(lastFlush) > 5*d || s.queuedLarge() {
 		return
 	}
 	t := time.NewTimer(d)
@@ -255,6 +257,23 @@ func (s *session) linger(lastFlush time.Time) {
 	case <-t.C:
 	case <-s.done:
 	}
+}
+
+// lingerMaxFrame is the size from which a queued frame is sent without
+// lingering.
+const lingerMaxFrame = 64 << 10
+
+// queuedLarge reports whether a frame of lingerMaxFrame bytes or more waits
+// in the queue.
+func (s *session) queuedLarge() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, f := range s.queue {
+		if f.size() >= lingerMaxFrame {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) writeBatch(w *bufio.Writer, batch []*outFrame) error {

@@ -15,7 +15,7 @@ package replica
 // small segments behind a raft.LogCache; snapshots live in
 // <partition dir>/snapshots. Partition groups tick slowly (DESIGN.md, "Many
 // partitions per broker"): the commit tick defaults to [raft]
-// partition_commit_timeout_ms (1 s or more) and the failure detector to
+// partition_commit_timeout_ms (3 s by default) and the failure detector to
 // the partition heartbeat and election timeouts.
 //
 // # State machine
