@@ -12,7 +12,8 @@ package replica
 // replica of a new partition bootstraps the group with that same list when
 // it has no Raft state, while one added later waits for the leader to add it.
 // The Raft log and stable store are raft-wal in <partition dir>/raft with
-// small segments behind a raft.LogCache; snapshots live in
+// 64 MiB segments that are not preallocated (raft_wal.go), behind a
+// raft.LogCache; snapshots live in
 // <partition dir>/snapshots. Partition groups tick slowly (DESIGN.md, "Many
 // partitions per broker"): the commit tick defaults to [raft]
 // partition_commit_timeout_ms (3 s by default) and the failure detector to
