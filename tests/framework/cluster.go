@@ -80,7 +80,7 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	third := (os.Getpid()%200 + int(hostSeq.Add(1))*7) % 250
 	for i := 0; i < opts.Nodes; i++ {
 		host := fmt.Sprintf("127.0.%d.%d", third+1, i+1)
-		p := clusterPeer{id: i + 1, host: host, kafkaPort: FreePort(t, host), raft: FreePort(t, host)}
+		p := newPeer(t, i+1, host)
 		if i < len(opts.Roles) {
 			p.roles = opts.Roles[i]
 		}
@@ -100,13 +100,27 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	return c
 }
 
+// newPeer is peer id on host with a Kafka port and a Raft port of its own.
+// Two free ports picked one after the other can be the same one, which
+// the node would refuse as a config error.
+func newPeer(t testing.TB, id int, host string) clusterPeer {
+	t.Helper()
+	p := clusterPeer{id: id, host: host, kafkaPort: FreePort(t, host)}
+	p.raft = FreePort(t, host)
+	for p.raft == p.kafkaPort {
+		p.raft = FreePort(t, host)
+	}
+	return p
+}
+
 // AddNode appends a peer to every node's cluster.toml (taking effect at
 // each node's next start) and returns the new, not yet started node.
 func (c *Cluster) AddNode(roles ...string) *Server {
 	c.t.Helper()
 	i := len(c.peers)
 	host := strings.TrimSuffix(c.peers[0].host, ".1") + "." + strconv.Itoa(i+1)
-	p := clusterPeer{id: i + 1, host: host, kafkaPort: FreePort(c.t, host), raft: FreePort(c.t, host), roles: roles}
+	p := newPeer(c.t, i+1, host)
+	p.roles = roles
 	c.peers = append(c.peers, p)
 	for j, n := range c.Nodes {
 		c.writeConfig(c.peers[j], n.DataDir)
