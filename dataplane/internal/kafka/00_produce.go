@@ -48,7 +48,8 @@ func handleProduce(rc *Request, req *kmsg.ProduceRequest) (Reply, error) {
 		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		resp.Topics = append(resp.Topics, ot)
 		parts := resp.Topics[len(resp.Topics)-1].Partitions
-		internal := st.Topics[rt.Topic] != nil && st.Topics[rt.Topic].Internal
+		t := st.Topics[rt.Topic]
+		internal := t != nil && t.Internal
 		for i, rp := range rt.Partitions {
 			op := &parts[i]
 			*op = kmsg.NewProduceResponseTopicPartition()

@@ -82,12 +82,7 @@ func (d *detector) probeAll(ctx context.Context) {
 		id int32
 		ok bool
 	}
-	var peers []int32
-	for _, p := range cfg.Cluster.Peers {
-		if p.ID != cfg.NodeID {
-			peers = append(peers, p.ID)
-		}
-	}
+	peers := d.peers()
 	results := make(chan result, len(peers))
 	for _, id := range peers {
 		go func() {
@@ -136,7 +131,7 @@ func (d *detector) sweep() {
 	defer d.mu.Unlock()
 	// With every peer suspected the likelier story is that this node is
 	// overloaded or cut off; fast elections could not win a vote then.
-	cutOff := len(d.suspects) > 0 && len(d.suspects) >= d.peerCount()
+	cutOff := len(d.suspects) > 0 && len(d.suspects) >= len(d.peers())
 	for g, from := range d.fast {
 		_, lid := g.raft.LeaderWithID()
 		leader, _ := nodeID(lid)
@@ -164,15 +159,15 @@ func (d *detector) sweep() {
 	}
 }
 
-// peerCount is the number of other peers in cluster.toml.
-func (d *detector) peerCount() int {
-	n := 0
+// peers are the ids of the other peers in cluster.toml.
+func (d *detector) peers() []int32 {
+	var ids []int32
 	for _, p := range d.rr.cfg.Cluster.Peers {
 		if p.ID != d.rr.cfg.NodeID {
-			n++
+			ids = append(ids, p.ID)
 		}
 	}
-	return n
+	return ids
 }
 
 func (d *detector) setTimeouts(g *group, heartbeat, election time.Duration) {
