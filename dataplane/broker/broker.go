@@ -339,6 +339,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 			AutoCreateTopics:         b.cfg.AutoCreateTopics,
 			DefaultPartitions:        b.cfg.DefaultPartitions,
 			DefaultReplicationFactor: b.cfg.DefaultReplicationFactor,
+			ElectedEpochs:            b.cfg.Cluster != nil,
 			Assign:                   b.assign,
 		},
 		HTTP:            httpHandler,

@@ -7,7 +7,9 @@ package kafka
 //   (v10+ may name them by topic id). Unknown names are auto-created when
 //   auto.create.topics.enable is on and the request allows it (v4+).
 // - Per partition: leader, leader epoch (v7+), replicas, ISR; offline
-//   replicas are the replicas whose broker is not alive.
+//   replicas are the replicas whose broker is not alive. In cluster mode a
+//   partition whose first election is not reported yet names its first
+//   replica as leader with epoch -1 (unknown; see Broker.ElectedEpochs).
 // - Authorized operations (v8+) are answered as "not provided" (-2147483648).
 
 import (
@@ -46,7 +48,7 @@ func handleMetadata(rc *Request, req *kmsg.MetadataRequest) (Reply, error) {
 	resp.ControllerID = b.controllerID(st)
 	if req.Topics == nil || (len(req.Topics) == 0 && req.Version == 0) {
 		for _, t := range st.SortedTopics() {
-			resp.Topics = append(resp.Topics, metadataTopic(st, t, req.Version))
+			resp.Topics = append(resp.Topics, b.metadataTopic(st, t))
 		}
 		return Now(resp)
 	}
@@ -67,7 +69,7 @@ func handleMetadata(rc *Request, req *kmsg.MetadataRequest) (Reply, error) {
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, metadataTopic(st, t, req.Version))
+		resp.Topics = append(resp.Topics, b.metadataTopic(st, t))
 	}
 	return Now(resp)
 }
@@ -102,7 +104,7 @@ func brokerRole(br *metadata.Broker) bool {
 	return false
 }
 
-func metadataTopic(st *metadata.State, t *metadata.Topic, version int16) kmsg.MetadataResponseTopic {
+func (b *Broker) metadataTopic(st *metadata.State, t *metadata.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.Name
 	mt.Topic, mt.TopicID, mt.IsInternal = &name, t.ID, t.Internal
@@ -110,6 +112,9 @@ func metadataTopic(st *metadata.State, t *metadata.Topic, version int16) kmsg.Me
 	for _, p := range t.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition, mp.Leader, mp.LeaderEpoch = p.ID, p.Leader, p.LeaderEpoch
+		if b.ElectedEpochs && p.LeaderEpoch == 0 {
+			mp.LeaderEpoch = -1
+		}
 		mp.Replicas, mp.ISR = p.Replicas, p.ISR
 		for _, r := range p.Replicas {
 			if br := st.Brokers[r]; br == nil || !br.Alive {

@@ -45,6 +45,12 @@ type Broker struct {
 	AutoCreateTopics         bool
 	DefaultPartitions        int32
 	DefaultReplicationFactor int16
+	// ElectedEpochs is set in cluster mode, where a leader epoch is the
+	// Raft term its leader was elected in, 1 or more. Epoch 0 there is the
+	// guess made at creation, before the first election is reported:
+	// Metadata answers it as unknown (-1), so clients do not pin requests
+	// to an epoch no leader ever had and get fenced once it is reported.
+	ElectedEpochs bool
 	// Assign chooses replicas for new partitions.
 	Assign func(st *metadata.State, partitions, rf int) ([][]int32, error)
 	// Groups coordinates the consumer groups of the __consumer_offsets
