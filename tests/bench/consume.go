@@ -37,6 +37,7 @@ func (r *runner) consumeCase(ctx context.Context, t *target) (consumeResult, err
 	if err != nil {
 		return consumeResult{}, fmt.Errorf("fill %s: %w", topic, err)
 	}
+	r.settle(ctx) // the fill's writeback is not the consumer's to pay for
 	offsets := map[int32]kgo.Offset{}
 	for i := int32(0); i < p.ConsumeParts; i++ {
 		offsets[i] = kgo.NewOffset().AtStart()

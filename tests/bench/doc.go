@@ -12,7 +12,11 @@
 //     a produce matrix (1 KiB and 100 B records, acks=-1 and acks=1, 1 and 16
 //     partitions, several concurrent producers), consume throughput from the
 //     start of a full topic, and a rate-limited steady phase that yields
-//     produce latency and end-to-end latency at a moderate rate;
+//     produce latency and end-to-end latency at a moderate rate. Each of
+//     these cases starts after sync(2), so none pays for the writeback of
+//     the one before; each produce case also reports what the target's
+//     processes wrote to storage (/proc/<pid>/io write_bytes, every node),
+//     which shows the copies a replicated write costs the shared disk;
 //   - failover on the cluster: kill -9 of a partition leader until the next
 //     acknowledged acks=-1 produce, several times;
 //   - scale: idle CPU and RSS of one broker process holding 1, 100 and 1000

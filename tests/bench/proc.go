@@ -267,6 +267,26 @@ func procTicks(pid int) (int64, error) {
 	return ut + st, nil
 }
 
+// procWriteBytes returns write_bytes of pid from /proc/<pid>/io: the bytes
+// the process caused to be sent to storage, counted as it dirties page-cache
+// pages, so a page written twice before writeback counts once.
+func procWriteBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read io of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse write_bytes of %d: %w", pid, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("io of %d: no write_bytes", pid)
+}
+
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; Linux fixes it
 // at 100 for user space whatever the kernel's HZ.
 const clockTicks = 100

@@ -24,10 +24,25 @@ type produceResult struct {
 	Bytes   int64          `json:"bytes"`
 	Elapsed time.Duration  `json:"elapsed_ns"`
 	Latency LatencySummary `json:"latency"`
+	// DiskBytes is what the target's processes wrote to storage during
+	// the run, all nodes together; diskOK says it could be read.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	diskOK    bool
 }
 
 func (p produceResult) mbps() float64   { return mbps(p.Bytes, p.Elapsed) }
 func (p produceResult) recsps() float64 { return perSec(p.Records, p.Elapsed) }
+
+// diskMetric is the storage write rate of the target's processes while the
+// run lasted, on every node together: with replication or a second log
+// copy it is a multiple of the payload rate. None for targets without
+// processes of their own.
+func (p produceResult) diskMetric() []metric {
+	if !p.diskOK {
+		return nil
+	}
+	return []metric{{"disk write", "MB/s", limitDisk, mbps(p.DiskBytes, p.Elapsed)}}
+}
 
 // producerOpts are the kgo options of a throughput producer for acks.
 func (r *runner) producerOpts(topic string, acks int16, linger time.Duration) []kgo.Opt {
@@ -66,7 +81,12 @@ func (r *runner) produceCase(ctx context.Context, t *target, c ProduceCase) (pro
 	}
 	defer r.deleteTopic(ctx, t, topic)
 	maxRecs := min(p.CaseMaxRecs, p.CaseMaxBytes/int64(c.RecordSize))
-	return r.produceLoad(ctx, t, r.producerOpts(topic, c.Acks, p.Linger), c.RecordSize, maxRecs, p.CaseDuration)
+	before, ok := t.diskWritten()
+	res, err := r.produceLoad(ctx, t, r.producerOpts(topic, c.Acks, p.Linger), c.RecordSize, maxRecs, p.CaseDuration)
+	if after, ok2 := t.diskWritten(); ok && ok2 {
+		res.DiskBytes, res.diskOK = after-before, true
+	}
+	return res, err
 }
 
 // produceLoad drives Producers clients flat out until maxRecs records were

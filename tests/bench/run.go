@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -154,21 +155,23 @@ func (r *runner) loadPhase(ctx context.Context, name string) {
 		if r.gone(ctx, t, c.Name()) {
 			continue
 		}
+		r.settle(ctx)
 		res, err := r.produceCase(ctx, t, c)
 		lim, lim50, lim99 := limitNet, "", ""
 		if c.Acks == -1 {
 			lim, lim50, lim99 = limitDisk, limitFsync50, limitFsync99
 		}
-		r.record(ctx, "produce", c.Name(), name, []metric{
+		r.record(ctx, "produce", c.Name(), name, append([]metric{
 			{"MB/s", "MB/s", lim, res.mbps()},
 			{"rec/s", "rec/s", "", res.recsps()},
 			{"p50", "ms", lim50, res.Latency.P50Ms},
 			{"p99", "ms", lim99, res.Latency.P99Ms},
 			{"p999", "ms", lim99, res.Latency.P999Ms},
-		}, err)
+		}, res.diskMetric()...), err)
 	}
 	kase := fmt.Sprintf("consume 1KiB p=%d from start", r.cfg.Plan.ConsumeParts)
 	if !r.gone(ctx, t, kase) {
+		r.settle(ctx)
 		res, err := r.consumeCase(ctx, t)
 		r.record(ctx, "consume", kase, name, []metric{
 			{"MB/s", "MB/s", limitNet, mbps(res.Bytes, res.Elapsed)},
@@ -181,6 +184,29 @@ func (r *runner) loadPhase(ctx context.Context, name string) {
 	}
 }
 
+// settleLimit bounds the wait for sync(2) before a case.
+const settleLimit = 30 * time.Second
+
+// settle writes the machine's dirty page cache out before a case: the
+// writeback of the case before (a consume fill writes gigabytes) would
+// otherwise run under this one and bill it with fsync latency it did not
+// cause. After settleLimit the case starts anyway.
+func (r *runner) settle(ctx context.Context) {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { // not joined on the timeout path: sync(2) cannot be cut short
+		syscall.Sync()
+		close(done)
+	}()
+	select {
+	case <-done:
+		r.log.Debug("settled", "took", time.Since(start))
+	case <-ctx.Done():
+	case <-time.After(settleLimit):
+		r.log.Warn("sync(2) still writing out the page cache; starting the case anyway", "after", settleLimit)
+	}
+}
+
 func (r *runner) steadyPhase(ctx context.Context, t *target) {
 	p := r.cfg.Plan
 	kase := fmt.Sprintf("steady produce %s acks=-1 @%d/s", sizeLabel(p.SteadySize), p.SteadyRate)
@@ -188,6 +214,7 @@ func (r *runner) steadyPhase(ctx context.Context, t *target) {
 	if r.gone(ctx, t, kase) {
 		return
 	}
+	r.settle(ctx)
 	res, err := r.steadyCase(ctx, t)
 	r.record(ctx, "steady", kase, t.Name, []metric{
 		{"p50", "ms", limitFsync50, res.Produce.P50Ms},
@@ -344,6 +371,8 @@ func (r *runner) settings() []string {
 		fmt.Sprintf("scale: fresh instance per level %v, one topic, settle %v, idle window %v; CPU from /proc/<pid>/stat utime+stime, RSS from VmRSS; cluster = mean of its brokers",
 			p.ScaleLevels, p.ScaleSettle, p.ScaleWindow),
 		kfake,
+		fmt.Sprintf("every produce, consume and steady case starts after sync(2) has written out the page cache (at most %v), so no case pays for the one before it", settleLimit),
+		"disk write: bytes the target's processes wrote to storage (/proc/<pid>/io write_bytes, every node) per second of the case; payload MB/s x copies written",
 		"ratios: every figure against kfake; cluster also against standalone; Chronik figures against the machine limit named (disk, net, fsync p50/p99)",
 	}
 }

@@ -38,6 +38,21 @@ func (t *target) pids() []int {
 	return ps
 }
 
+// diskWritten sums write_bytes over the target's broker processes; ok is
+// false for targets without processes of their own or when one could not
+// be read.
+func (t *target) diskWritten() (n int64, ok bool) {
+	pids := t.pids()
+	for _, pid := range pids {
+		b, err := procWriteBytes(pid)
+		if err != nil {
+			return 0, false
+		}
+		n += b
+	}
+	return n, len(pids) > 0
+}
+
 // close stops every process of the target and waits for them. All get
 // SIGTERM at once, so no node waits on a peer that is still up.
 func (t *target) close() {
