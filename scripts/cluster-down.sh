@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop the nodes scripts/cluster-up.sh started: SIGTERM (each node hands its
-# leaderships over first), then SIGKILL after 30 s.
+# leaderships over first). A node still running after 30 s gets SIGQUIT,
+# which writes every goroutine's stack to its log, then SIGKILL.
 #
 #   scripts/cluster-down.sh [-d DIR] [-k] [-s N]
 #     -k        kill -9 at once
@@ -36,8 +37,10 @@ deadline=$((SECONDS + 30))
 for pid in "${pids[@]}"; do
 	while kill -0 "$pid" 2>/dev/null; do
 		if ((SECONDS > deadline)); then
+			kill -QUIT "$pid" 2>/dev/null || true
+			sleep 2
 			kill -KILL "$pid" 2>/dev/null || true
-			echo "pid $pid did not stop in 30 s: killed"
+			echo "pid $pid did not stop in 30 s: killed; its goroutines are at the end of its log (SIGQUIT)"
 		fi
 		sleep 0.1
 	done
