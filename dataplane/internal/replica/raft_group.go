@@ -39,9 +39,10 @@ type group struct {
 	ctx    context.Context // ends at detach; bounds catch-up reads
 	cancel context.CancelFunc
 
-	mu     sync.Mutex // guards closed and wg.Add
-	closed bool
-	wg     sync.WaitGroup // proposal waiters and the term barrier
+	mu       sync.Mutex // guards closed and wg.Add
+	closed   bool
+	wg       sync.WaitGroup // proposal waiters and the term barrier
+	raftDown chan struct{}  // closed once Raft has shut down
 
 	readyTerm   atomic.Uint64 // term whose barrier completed while leading
 	barrierTerm atomic.Uint64 // term a barrier was started for; 0 after one failed
@@ -70,10 +71,11 @@ func (rr *RaftReplicas) attach(p *partition.Partition, t *metadata.Topic) (func(
 	mp := t.Partitions[p.Index]
 	dir := rr.m.partitionConfig(k, t.Configs).Storage.Dir
 	g := &group{
-		rr:   rr,
-		k:    k,
-		name: p.Topic + "/" + fmt.Sprint(p.Index),
-		p:    p,
+		rr:       rr,
+		k:        k,
+		name:     p.Topic + "/" + fmt.Sprint(p.Index),
+		p:        p,
+		raftDown: make(chan struct{}),
 	}
 	g.log = rr.log.With("raft_group", g.name)
 	g.ctx, g.cancel = context.WithCancel(rr.ctx)
@@ -225,6 +227,7 @@ func (g *group) stopRaft() {
 	if err := g.raft.Shutdown().Error(); err != nil {
 		g.log.Warn("shut down raft group", "err", err)
 	}
+	close(g.raftDown)
 	if err := errors.Join(g.wal.Close(), g.walMeta.Close()); err != nil {
 		g.log.Warn("close raft log", "err", err)
 	}
@@ -292,10 +295,39 @@ func (g *group) propose(cmd []byte) (*proposal, error) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		pr.err = pr.f.Error()
+		pr.err = awaitFuture(pr.f, g.raftDown)
 		close(pr.done)
 	}()
 	return pr, nil
+}
+
+// droppedFutureGrace is how long awaitFuture still waits for a future
+// once Raft is down: every future Raft answers at all is answered before
+// its Shutdown returns, so this only covers handing the answer over.
+const droppedFutureGrace = time.Second
+
+// awaitFuture returns f's outcome, or raft.ErrRaftShutdown when Raft shut
+// down without answering it. An Apply or Barrier future is queued in
+// Raft's buffered apply channel (BatchApplyCh) until the leader loop takes
+// it, and a Shutdown in between drops it unanswered: waiting on it alone
+// held detach, and so a SIGTERM, until the process was killed. The
+// goroutine left waiting on a dropped future holds only f.
+func awaitFuture(f raft.Future, down <-chan struct{}) error {
+	res := make(chan error, 1)
+	go func() { res <- f.Error() }() // not joined when f was dropped; see above
+	select {
+	case err := <-res:
+		return err
+	case <-down:
+	}
+	t := time.NewTimer(droppedFutureGrace)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+		return raft.ErrRaftShutdown
+	}
 }
 
 // wait returns the state machine's response, or an error when the entry
@@ -326,7 +358,7 @@ func (g *group) startBarrier(term uint64) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		if err := f.Error(); err != nil {
+		if err := awaitFuture(f, g.raftDown); err != nil {
 			g.log.Debug("leader barrier failed", "term", term, "err", err)
 			g.barrierTerm.CompareAndSwap(term, 0) // the loop retries
 			return
