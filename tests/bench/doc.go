@@ -5,7 +5,8 @@
 // One run does, in order:
 //
 //   - machine limits of the data directory's disk (4 KiB write + fdatasync
-//     latency, fsynced sequential write throughput) and of loopback TCP;
+//     latency, fsynced sequential write throughput), of its page cache
+//     (writes into new pages and into cached ones) and of loopback TCP;
 //   - for each target (kfake, `chronik-server standalone`, a three-node
 //     cluster with replication factor 3, and any external address given on
 //     the command line), one target at a time so each gets the whole machine:

@@ -15,22 +15,32 @@ import (
 // MachineLimits are the machine's own ceilings, measured in the same run as
 // the targets, on the same disk as their data directories.
 type MachineLimits struct {
-	DataDir       string         `json:"data_dir"`
-	FSType        string         `json:"fs_type"`
-	Fsync         LatencySummary `json:"fsync_4k"`             // write 4 KiB + fdatasync
-	SeqMBps       float64        `json:"seq_write_mbps"`       // 1 MiB writes, fdatasync every SyncEvery
-	SeqSyncEvery  int64          `json:"seq_write_sync_every"` // bytes
-	SeqBytes      int64          `json:"seq_write_bytes"`      // bytes written
-	LoopbackMBps  float64        `json:"loopback_tcp_mbps"`    // one Go sender, one receiver
-	LoopbackBytes int64          `json:"loopback_tcp_bytes"`
-	Errors        []string       `json:"errors,omitempty"`
+	DataDir      string         `json:"data_dir"`
+	FSType       string         `json:"fs_type"`
+	Fsync        LatencySummary `json:"fsync_4k"`             // write 4 KiB + fdatasync
+	SeqMBps      float64        `json:"seq_write_mbps"`       // 1 MiB writes, fdatasync every SyncEvery
+	SeqSyncEvery int64          `json:"seq_write_sync_every"` // bytes
+	SeqBytes     int64          `json:"seq_write_bytes"`      // bytes written
+	// Page-cache writes without fsync, 1 MiB at a time: into pages the
+	// file does not have yet (what a log append costs the CPU), and over
+	// the same range again, now cached.
+	PageNewMBps    float64  `json:"page_cache_new_mbps"`
+	PageCachedMBps float64  `json:"page_cache_cached_mbps"`
+	LoopbackMBps   float64  `json:"loopback_tcp_mbps"` // one Go sender, one receiver
+	LoopbackBytes  int64    `json:"loopback_tcp_bytes"`
+	Errors         []string `json:"errors,omitempty"`
 }
 
-// measureMachine runs the three limit probes in dir; a failing probe leaves
+// measureMachine runs the limit probes in dir; a failing probe leaves
 // its figure zero and adds an error.
 func measureMachine(ctx context.Context, dir string, p Plan) MachineLimits {
 	m := MachineLimits{DataDir: dir, FSType: fsType(dir), SeqSyncEvery: p.SeqSyncEvery}
 	var err error
+	// First: the pages the later probes free would otherwise come back
+	// warm to this one.
+	if m.PageNewMBps, m.PageCachedMBps, err = pageCacheWrite(ctx, dir, p.SeqBytes, p.SeqFor); err != nil {
+		m.Errors = append(m.Errors, err.Error())
+	}
 	if m.Fsync, err = fsyncLatency(ctx, dir, p.FsyncOps, p.FsyncFor); err != nil {
 		m.Errors = append(m.Errors, err.Error())
 	}
@@ -102,6 +112,45 @@ func seqWrite(ctx context.Context, dir string, total, syncEvery int64, maxDur ti
 		return 0, written, fmt.Errorf("sequential write probe: fdatasync: %w", err)
 	}
 	return mbps(written, time.Since(start)), written, nil
+}
+
+// pageCacheWrite writes a new file in 1 MiB blocks without fsync, until
+// total bytes or maxDur, then writes the same range again: the first pass
+// pays for new page-cache pages, the second only for the copy. On a
+// virtual machine that hands freed memory back to its host the first can
+// be several times slower than the second, and it is what every appended
+// byte costs a broker's CPU.
+func pageCacheWrite(ctx context.Context, dir string, total int64, maxDur time.Duration) (newMBps, cachedMBps float64, err error) {
+	f, err := os.CreateTemp(dir, "pagecache-probe-*")
+	if err != nil {
+		return 0, 0, fmt.Errorf("page cache probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	block := make([]byte, 1<<20)
+	rand.Read(block)
+	pass := func(limit int64) (int64, time.Duration, error) {
+		var written int64
+		start := time.Now()
+		deadline := start.Add(maxDur)
+		for written < limit && time.Now().Before(deadline) && ctx.Err() == nil {
+			n, err := f.WriteAt(block, written)
+			written += int64(n)
+			if err != nil {
+				return written, 0, fmt.Errorf("page cache probe: write: %w", err)
+			}
+		}
+		return written, time.Since(start), nil
+	}
+	n, took, err := pass(total)
+	if err != nil || n == 0 {
+		return 0, 0, err
+	}
+	n2, took2, err := pass(n)
+	if err != nil {
+		return 0, 0, err
+	}
+	return mbps(n, took), mbps(n2, took2), nil
 }
 
 // loopback pushes bytes through one TCP connection on 127.0.0.1 until total

@@ -111,6 +111,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "  fsync 4KiB write+fdatasync  p50 %s  p99 %s  (%d samples)\n",
 		fmtValue(m.Fsync.P50Ms, "ms"), fmtValue(m.Fsync.P99Ms, "ms"), m.Fsync.Count)
 	fmt.Fprintf(w, "  disk seq write, 1MiB writes, fdatasync every %dMiB  %s\n", m.SeqSyncEvery>>20, fmtValue(m.SeqMBps, "MB/s"))
+	fmt.Fprintf(w, "  page cache write, 1MiB writes, no fsync: new pages %s, cached pages %s\n",
+		fmtValue(m.PageNewMBps, "MB/s"), fmtValue(m.PageCachedMBps, "MB/s"))
 	fmt.Fprintf(w, "  loopback tcp, one Go sender/receiver pair          %s\n", fmtValue(m.LoopbackMBps, "MB/s"))
 	if m.FSType == "tmpfs" {
 		fmt.Fprintln(w, "  WARNING: the data dir is on tmpfs; disk figures are memory figures")
