@@ -33,6 +33,9 @@ type produceResult struct {
 func (p produceResult) mbps() float64   { return mbps(p.Bytes, p.Elapsed) }
 func (p produceResult) recsps() float64 { return perSec(p.Records, p.Elapsed) }
 
+// metricDiskWrite names the produce rows of diskMetric.
+const metricDiskWrite = "disk write"
+
 // diskMetric is the storage write rate of the target's processes while the
 // run lasted, on every node together: with replication or a second log
 // copy it is a multiple of the payload rate. None for targets without
@@ -41,7 +44,7 @@ func (p produceResult) diskMetric() []metric {
 	if !p.diskOK {
 		return nil
 	}
-	return []metric{{"disk write", "MB/s", limitDisk, mbps(p.DiskBytes, p.Elapsed)}}
+	return []metric{{metricDiskWrite, "MB/s", limitDisk, mbps(p.DiskBytes, p.Elapsed)}}
 }
 
 // producerOpts are the kgo options of a throughput producer for acks.
