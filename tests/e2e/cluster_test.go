@@ -19,6 +19,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-stream/chronik/tests/framework"
 )
@@ -193,7 +194,8 @@ func verifyLog(t *testing.T, addrs []string, topic string, partitions int, l *le
 // a leader that all running nodes agree on.
 func createTopic(t *testing.T, c *framework.Cluster, topic string, partitions int) {
 	t.Helper()
-	adm := kadm.NewClient(client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...)))
+	cl := client(t, c.Addrs()[0], kgo.SeedBrokers(c.Addrs()...))
+	adm := kadm.NewClient(cl)
 	resp, err := adm.CreateTopic(ctxT(t, 30*time.Second), int32(partitions), 3, nil, topic)
 	if err == nil {
 		err = resp.Err
@@ -201,11 +203,42 @@ func createTopic(t *testing.T, c *framework.Cluster, topic string, partitions in
 	if err != nil {
 		t.Fatalf("create %s: %v", topic, err)
 	}
+	awaitElectedEpochs(t, cl, topic, partitions)
 	for p := 0; p < partitions; p++ {
 		framework.Eventually(t, 20*time.Second, fmt.Sprintf("leader of %s/%d", topic, p), func() bool {
 			return c.RaftLeader(topic, p) != 0
 		})
 	}
+}
+
+// awaitElectedEpochs reads topic's metadata until every partition has a
+// leader epoch from an election (1 or more). Before its first election is
+// reported a partition must be answered with epoch -1 (unknown), never 0:
+// a client that pinned 0 would be fenced by the elected leader and stall
+// until its next metadata refresh.
+func awaitElectedEpochs(t *testing.T, cl *kgo.Client, topic string, partitions int) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	framework.Eventually(t, 20*time.Second, fmt.Sprintf("elected leader epochs of %s", topic), func() bool {
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != partitions {
+			return false
+		}
+		elected := 0
+		for _, p := range resp.Topics[0].Partitions {
+			switch {
+			case p.LeaderEpoch == 0:
+				t.Fatalf("%s/%d answered with leader epoch 0 (leader %d); want -1 until elected", topic, p.Partition, p.Leader)
+			case p.LeaderEpoch > 0:
+				elected++
+			}
+		}
+		return elected == partitions
+	})
 }
 
 // awaitInSync waits until every partition of topic reports its full
