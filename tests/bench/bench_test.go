@@ -284,6 +284,31 @@ func TestProcStats(t *testing.T) {
 	if err != nil || rss < 1<<20 {
 		t.Fatalf("rss %d, %v", rss, err)
 	}
+	// Dirty 1 MiB of a new file and see it counted, fsync or not (tmpfs
+	// has no storage to count).
+	before, err := procWriteBytes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if fsType(dir) == "tmpfs" {
+		t.Skip("temporary directory on tmpfs")
+	}
+	f, err := os.CreateTemp(dir, "wb-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := procWriteBytes(os.Getpid())
+	if err != nil || after-before < 1<<20 {
+		t.Fatalf("write_bytes went from %d to %d (%v), want at least 1 MiB more", before, after, err)
+	}
+	if _, err := procField(os.Getpid(), "io", "no_such_field:"); err == nil {
+		t.Fatal("a missing field gave no error")
+	}
 }
 
 func TestFreePortOnEveryLoopbackHost(t *testing.T) {

@@ -271,20 +271,30 @@ func procTicks(pid int) (int64, error) {
 // the process caused to be sent to storage, counted as it dirties page-cache
 // pages, so a page written twice before writeback counts once.
 func procWriteBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	v, err := procField(pid, "io", "write_bytes:")
 	if err != nil {
-		return 0, fmt.Errorf("read io of %d: %w", pid, err)
+		return 0, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse write_bytes of %d: %w", pid, err)
+	}
+	return n, nil
+}
+
+// procField returns the rest of the first line of /proc/<pid>/<file> that
+// starts with key, trimmed.
+func procField(pid int, file, key string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
+		return "", fmt.Errorf("read %s of %d: %w", file, pid, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse write_bytes of %d: %w", pid, err)
-			}
-			return n, nil
+		if v, ok := strings.CutPrefix(line, key); ok {
+			return strings.TrimSpace(v), nil
 		}
 	}
-	return 0, fmt.Errorf("io of %d: no write_bytes", pid)
+	return "", fmt.Errorf("%s of %d: no %s", file, pid, strings.TrimSuffix(key, ":"))
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; Linux fixes it
@@ -293,24 +303,19 @@ const clockTicks = 100
 
 // procRSS returns VmRSS of pid in bytes from /proc/<pid>/status.
 func procRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := procField(pid, "status", "VmRSS:")
 	if err != nil {
-		return 0, fmt.Errorf("read status of %d: %w", pid, err)
+		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("parse VmRSS of %d: %q", pid, line)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS of %d: %w", pid, err)
-			}
-			return kb << 10, nil
-		}
+	f := strings.Fields(v)
+	if len(f) != 2 || f[1] != "kB" {
+		return 0, fmt.Errorf("parse VmRSS of %d: %q", pid, v)
 	}
-	return 0, fmt.Errorf("status of %d: no VmRSS", pid)
+	kb, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse VmRSS of %d: %w", pid, err)
+	}
+	return kb << 10, nil
 }
 
 // freePort finds a TCP port that is free on every host at once.
