@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -308,6 +309,33 @@ func TestProcStats(t *testing.T) {
 	}
 	if _, err := procField(os.Getpid(), "io", "no_such_field:"); err == nil {
 		t.Fatal("a missing field gave no error")
+	}
+}
+
+// TestCPUBusy checks the sample of the machine's CPU use taken before a run
+// sees a busy loop on this process.
+func TestCPUBusy(t *testing.T) {
+	if b := cpuBusy(50 * time.Millisecond); b < 0 || b > 100 {
+		t.Fatalf("idle machine: busy %.1f%%, want 0-100", b)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // joined below
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	b := cpuBusy(300 * time.Millisecond)
+	close(stop)
+	<-done
+	// One spinning goroutine keeps at least one CPU busy.
+	if want := 100 / float64(runtime.NumCPU()) * 0.8; b < want {
+		t.Fatalf("with a goroutine spinning: busy %.1f%%, want at least %.0f%%", b, want)
 	}
 }
 

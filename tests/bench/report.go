@@ -33,7 +33,14 @@ type HostInfo struct {
 	Kernel     string `json:"kernel"`
 	LoadAvg    string `json:"loadavg_start"`
 	LoadAvgEnd string `json:"loadavg_end"`
+	// BusyAtStart is how busy the CPUs were, in percent of all of them,
+	// over the second before the run; -1 when /proc/stat is unreadable.
+	BusyAtStart float64 `json:"cpu_busy_at_start_percent"`
 }
+
+// busyWarnPercent is the CPU use before a run above which the table warns
+// that other work shares the machine.
+const busyWarnPercent = 20
 
 // TargetStatus says whether a target ran, and if not, why.
 type TargetStatus struct {
@@ -105,6 +112,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		rep.Host.LoadAvg, rep.Host.LoadAvgEnd)
 	for _, s := range rep.Settings {
 		fmt.Fprintln(w, "  "+s)
+	}
+	if b := rep.Host.BusyAtStart; b > busyWarnPercent {
+		fmt.Fprintf(w, "WARNING: the CPUs were %.0f%% busy in the second before the run: other work shares the machine and skews every figure\n", b)
 	}
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: data dir %s (%s)\n", m.DataDir, m.FSType)

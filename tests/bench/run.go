@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -329,11 +330,51 @@ func (r *runner) scalePhase(ctx context.Context, name string) {
 }
 
 func hostInfo() HostInfo {
-	h := HostInfo{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: "unknown", LoadAvg: loadAvg()}
+	h := HostInfo{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: "unknown", LoadAvg: loadAvg(),
+		BusyAtStart: cpuBusy(time.Second)}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = strings.TrimSpace(string(b))
 	}
 	return h
+}
+
+// cpuBusy samples /proc/stat over window and returns the share of all
+// CPUs' time that was not idle, in percent, or -1 when it cannot tell. The
+// load average lags by minutes; this sees a process still running now.
+func cpuBusy(window time.Duration) float64 {
+	busy1, total1, ok1 := cpuTimes()
+	time.Sleep(window)
+	busy2, total2, ok2 := cpuTimes()
+	if !ok1 || !ok2 || total2 <= total1 {
+		return -1
+	}
+	return 100 * float64(busy2-busy1) / float64(total2-total1)
+}
+
+// cpuTimes returns the non-idle and total jiffies of the "cpu" line of
+// /proc/stat (idle and iowait count as idle).
+func cpuTimes() (busy, total int64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	var idle int64
+	for i, v := range f[1:min(len(f), 9)] { // user..steal; guest time is already in user
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return total - idle, total, true
 }
 
 // loadAvg is the first three fields of /proc/loadavg: other work on the
