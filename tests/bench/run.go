@@ -199,11 +199,13 @@ func (r *runner) settle(ctx context.Context) {
 		syscall.Sync()
 		close(done)
 	}()
+	limit := time.NewTimer(settleLimit)
+	defer limit.Stop()
 	select {
 	case <-done:
 		r.log.Debug("settled", "took", time.Since(start))
 	case <-ctx.Done():
-	case <-time.After(settleLimit):
+	case <-limit.C:
 		r.log.Warn("sync(2) still writing out the page cache; starting the case anyway", "after", settleLimit)
 	}
 }
