@@ -94,6 +94,14 @@ func (l *Log) recover() error {
 	if err := l.recoverEpochs(epochs, epochsOK, visits); err != nil {
 		return err
 	}
+	if len(bases) == 0 && !clean {
+		// A new log has nothing to recover and nothing to make durable
+		// yet: its first flush fsyncs the files and the directory
+		// (dirDirty), and until a checkpoint exists a recovery scans its
+		// one segment. This saves a new partition seven fsyncs.
+		l.log.Info("opened log", "log_start_offset", l.logStart, "log_end_offset", l.logEnd, "segments", len(l.segs), "new", true)
+		return nil
+	}
 	if err := l.markRecovered(clean, marker); err != nil {
 		return err
 	}

@@ -374,3 +374,36 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 		t.Fatalf("only %d segments: the crash test should span rolls", n)
 	}
 }
+
+// TestNewLogDefersItsFsyncs checks that opening a new, empty log fsyncs
+// nothing, that the first Sync after an append then makes the segment and
+// the directory durable, and that a log crashed before or after that
+// reopens with exactly what was synced (no checkpoints exist yet, so the
+// recovery scans its one segment).
+func TestNewLogDefersItsFsyncs(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), SegmentBytes: 1 << 20, IndexIntervalBytes: 1024}
+
+	l := openLog(t, cfg)
+	if n := l.fsyncs.Load(); n != 0 {
+		t.Fatalf("opening a new log took %d fsyncs, want 0", n)
+	}
+	crash(t, l) // nothing appended: reopens empty
+	l = openLog(t, cfg)
+	if l.LogEndOffset() != 0 || l.LogStartOffset() != 0 {
+		t.Fatalf("new log crashed empty reopened at [%d, %d)", l.LogStartOffset(), l.LogEndOffset())
+	}
+
+	var m model
+	for i := range 5 {
+		mustAppend(t, l, &m, makeBatch(2, int64(1000+i), 100, fmt.Sprint(i)), 1)
+	}
+	before := l.fsyncs.Load()
+	mustSync(t, l, l.LogEndOffset())
+	// The segment, and the directory that names it.
+	if n := l.fsyncs.Load() - before; n < 2 {
+		t.Fatalf("first sync of a new log took %d fsyncs, want the segment's and the directory's", n)
+	}
+	crash(t, l)
+	l = openLog(t, cfg)
+	checkLog(t, l, &m)
+}
