@@ -89,6 +89,15 @@ func fastTimings() testTimings {
 	}
 }
 
+// detectorTimings make a follower alone wait at least 4 s before it
+// campaigns, while the failure detector probes every 50 ms: an election
+// well under 4 s is the detector's doing.
+func detectorTimings() testTimings {
+	tm := fastTimings()
+	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	return tm
+}
+
 // testNode is one broker: a mux on its own port and a RaftReplicas.
 type testNode struct {
 	id     int32

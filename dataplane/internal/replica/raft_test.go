@@ -505,8 +505,7 @@ func TestRaftReassignment(t *testing.T) {
 // detector notices the stopped leader and has a new one elected well
 // before that.
 func TestRaftFailureDetectorFailsOverFast(t *testing.T) {
-	tm := fastTimings()
-	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	tm := detectorTimings()
 	c := newTestCluster(t, 3, tm)
 	c.createTopic("events", 2, nil)
 	old, _ := c.leader("events", 0, 30*time.Second)
@@ -557,8 +556,7 @@ func TestRaftFailureDetectorFailsOverFast(t *testing.T) {
 // one to two of those), and a produce sent to that replica before the
 // election is held until it leads instead of being refused.
 func TestRaftNewPartitionElectsFirstReplicaFast(t *testing.T) {
-	tm := fastTimings()
-	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	tm := detectorTimings()
 	c := newTestCluster(t, 3, tm)
 	created := time.Now()
 	c.createTopic("fresh", 3, nil)
@@ -593,8 +591,7 @@ func TestRaftNewPartitionElectsFirstReplicaFast(t *testing.T) {
 // than the last one standing, and could not win a vote anyway: its groups
 // keep their normal timeouts instead of campaigning fast.
 func TestRaftNoFastTimeoutsWhenEveryPeerIsSuspect(t *testing.T) {
-	tm := fastTimings()
-	tm.heartbeat, tm.lease, tm.probe = 4*time.Second, 4*time.Second, 50*time.Millisecond
+	tm := detectorTimings()
 	c := newTestCluster(t, 3, tm)
 	c.createTopic("lonely", 1, nil)
 	ln, _ := c.leader("lonely", 0, 30*time.Second)
