@@ -1,12 +1,15 @@
 package replica
 
 import (
+	"os"
+
 	"github.com/hashicorp/go-hclog"
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
+	"golang.org/x/sys/unix"
 )
 
 // sparseFS is raft-wal's file system without preallocation: a new
@@ -23,7 +26,71 @@ type sparseFS struct{ *fs.FS }
 
 // Create creates the file without preallocating size bytes.
 func (s sparseFS) Create(dir, name string, _ uint64) (types.WritableFile, error) {
-	return s.FS.Create(dir, name, 0)
+	f, err := s.FS.Create(dir, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	return dropSynced(f), nil
+}
+
+// OpenWriter opens a segment for appending (the tail segment at start-up).
+func (s sparseFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	f, err := s.FS.OpenWriter(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return dropSynced(f), nil
+}
+
+// pageSize is the unit the page cache drops.
+var pageSize = int64(os.Getpagesize())
+
+// syncedDropper hands a segment's pages back to the kernel once they are
+// on disk. Raft reads its log back only for a follower that has fallen
+// further behind than the group's LogCache, and at start-up; in between,
+// every appended byte would otherwise sit in the page cache beside the
+// partition log that holds the same bytes, and push out the pages
+// consumers do read. Handing them back also lets the next appends reuse
+// those pages instead of taking new ones, which on a virtual machine
+// whose free memory goes back to the host is most of the cost of a write.
+//
+// Only whole pages below the end of the last write are dropped: the
+// partial page at the end is written again by the next append, and
+// dropping it would make that write read it back from disk first.
+type syncedDropper struct {
+	types.WritableFile
+	fd      int
+	end     int64 // end of the furthest write
+	dropped int64 // pages below this are dropped
+}
+
+func dropSynced(f types.WritableFile) types.WritableFile {
+	// raft-wal's files are *os.File, or embed one.
+	osf, ok := f.(interface{ Fd() uintptr })
+	if !ok {
+		return f
+	}
+	return &syncedDropper{WritableFile: f, fd: int(osf.Fd())}
+}
+
+// WriteAt implements io.WriterAt. raft-wal appends from one goroutine.
+func (d *syncedDropper) WriteAt(p []byte, off int64) (int, error) {
+	n, err := d.WritableFile.WriteAt(p, off)
+	d.end = max(d.end, off+int64(n))
+	return n, err
+}
+
+// Sync implements types.WritableFile.
+func (d *syncedDropper) Sync() error {
+	if err := d.WritableFile.Sync(); err != nil {
+		return err
+	}
+	if upTo := d.end / pageSize * pageSize; upTo > d.dropped {
+		// Advice only: a failure leaves the pages cached, nothing else.
+		_ = unix.Fadvise(d.fd, d.dropped, upTo-d.dropped, unix.FADV_DONTNEED)
+		d.dropped = upTo
+	}
+	return nil
 }
 
 // openWAL opens the raft-wal log and stable store in dir, with meta as

@@ -2,13 +2,16 @@ package replica
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/metadb"
+	"golang.org/x/sys/unix"
 )
 
 // The partition groups' raft-wal segments are large but not preallocated:
@@ -93,4 +96,92 @@ func TestRaftWALSegmentsAreSparse(t *testing.T) {
 	if err := w.StoreLog(&raft.Log{Index: 101, Term: 2, Type: raft.LogCommand, Data: []byte("after")}); err != nil {
 		t.Fatalf("append after reopening: %v", err)
 	}
+}
+
+// Once raft-wal has synced its entries, their whole pages leave the page
+// cache, and the log still reads back every entry, before and after a
+// reopen.
+func TestRaftWALHandsBackSyncedPages(t *testing.T) {
+	dir := t.TempDir()
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(dir, 64<<20, newHCLogger(testLogger(t, "")), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 64; i++ {
+		l := &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 8000)}
+		logs = append(logs, l)
+		if err := w.StoreLogs([]*raft.Log{l}); err != nil { // one sync each
+			t.Fatal(err)
+		}
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segment files %v, %v", segs, err)
+	}
+	cached, pages := residentPages(t, segs[0])
+	t.Logf("after 64 synced appends: %d of %d pages cached", cached, pages)
+	if pages < 100 || cached > 1 { // only the partial page at the end may stay
+		t.Fatalf("%d of the segment's %d pages are still cached", cached, pages)
+	}
+
+	readAll := func(s raft.LogStore) {
+		t.Helper()
+		for _, want := range logs {
+			var l raft.Log
+			if err := s.GetLog(want.Index, &l); err != nil {
+				t.Fatalf("entry %d: %v", want.Index, err)
+			}
+			if !bytes.Equal(l.Data, want.Data) {
+				t.Fatalf("entry %d: data differs", want.Index)
+			}
+		}
+	}
+	readAll(w)
+	if err := errors.Join(w.Close(), meta.Close()); err != nil {
+		t.Fatal(err)
+	}
+	meta = &metadb.BoltMetaDB{}
+	w, err = openWAL(dir, 64<<20, newHCLogger(testLogger(t, "")), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := errors.Join(w.Close(), meta.Close()); err != nil {
+			t.Error(err)
+		}
+	}()
+	readAll(w)
+	if err := w.StoreLog(&raft.Log{Index: 65, Term: 2, Type: raft.LogCommand, Data: []byte("after")}); err != nil {
+		t.Fatalf("append after reopening: %v", err)
+	}
+}
+
+// residentPages reports how many of path's pages are in the page cache.
+func residentPages(t *testing.T, path string) (cached, pages int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0])))
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	for _, v := range vec {
+		cached += int(v & 1)
+	}
+	return cached, len(vec)
 }
