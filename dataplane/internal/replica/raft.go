@@ -60,6 +60,11 @@ package replica
 // min.insync.replicas. Leaders report their leadership (epoch = term) and
 // ISR changes to the metadata, and bring the group's membership in line
 // with the replica list there, one change at a time.
+//
+// A node the metadata marks draining leads nothing for long: a leadership
+// Raft gives it anyway is handed to an in-sync replica that is not
+// draining, and every hand-off (SIGTERM, a removed or broken leader)
+// prefers such a replica.
 
 import (
 	"context"

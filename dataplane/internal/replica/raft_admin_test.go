@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/chronik-stream/chronik/controlplane/metadata"
 )
 
 // TestRaftTransferLeaderFromAnyNode moves a partition's leadership by
@@ -116,4 +118,68 @@ func FuzzAdminDecoders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A draining node is not handed leaderships and gives away any Raft
+// still elects it to: the SIGTERM hand-off picks a replica that is not
+// draining, and a draining node that wins a leadership moves it on.
+func TestRaftDrainingNodeLeadsNothing(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	setBroker := func(id int32, draining bool) {
+		t.Helper()
+		cmd := &metadata.Command{RegisterBroker: &metadata.Broker{ID: id, Alive: true}}
+		if draining {
+			cmd = &metadata.Command{BrokerState: &metadata.BrokerStateCmd{ID: id, Alive: true, Draining: true}}
+		}
+		if _, err := c.meta.Propose(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range c.ids() {
+		setBroker(id, false)
+	}
+	c.createTopicOn("dr", [][]int32{{1, 2, 3}}, nil)
+	c.produceRetrying("dr", 0, makeBatch(2, "a", -1, 0, 0))
+	ln, _ := c.leader("dr", 0, 10*time.Second)
+	// Both followers must be in the leader's ISR before it picks one.
+	eventually(t, 10*time.Second, "full isr", func() error {
+		if isr, ok := ln.rr.group("dr", 0).leaderISR(ln.rr.group("dr", 0).raft.CurrentTerm()); !ok || len(isr) != 3 {
+			return fmt.Errorf("isr %v", isr)
+		}
+		return nil
+	})
+	var drained, other int32
+	for _, id := range c.ids() {
+		switch {
+		case id == ln.id:
+		case drained == 0:
+			drained = id
+		default:
+			other = id
+		}
+	}
+	setBroker(drained, true)
+
+	if err := ln.rr.TransferAll(ctx); err != nil {
+		t.Fatalf("hand-off: %v", err)
+	}
+	if n, _ := c.leader("dr", 0, 10*time.Second); n.id != other {
+		t.Fatalf("the hand-off went to node %d; want %d, which is not draining", n.id, other)
+	}
+
+	// Raft may still elect the draining node (here a transfer stands in
+	// for the election); it moves the leadership on by itself.
+	if err := c.nodes[other].rr.Transfer(ctx, "dr", 0, drained); err != nil {
+		t.Fatalf("transfer to the draining node: %v", err)
+	}
+	eventually(t, 10*time.Second, "draining node gives up the leadership", func() error {
+		n, _ := c.leader("dr", 0, 10*time.Second)
+		if n.id == drained {
+			return fmt.Errorf("node %d, draining, still leads", drained)
+		}
+		return nil
+	})
+	c.produceRetrying("dr", 0, makeBatch(2, "b", -1, 0, 0))
 }

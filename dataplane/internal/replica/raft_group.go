@@ -464,7 +464,7 @@ func (g *group) leaderISR(term uint64) ([]int32, bool) {
 }
 
 // bestSuccessor picks the in-sync follower with the highest reported
-// applied index.
+// applied index, preferring one that is not draining.
 func (g *group) bestSuccessor() (int32, bool) {
 	self := g.rr.cfg.NodeID
 	term := g.raft.CurrentTerm()
@@ -473,14 +473,15 @@ func (g *group) bestSuccessor() (int32, bool) {
 	if g.lterm != term {
 		return 0, false
 	}
-	best, found := int32(0), false
+	best, found, bestDraining := int32(0), false, false
 	var bestApplied uint64
 	for _, id := range g.isr {
 		if id == self {
 			continue
 		}
-		if a := g.followers[id].applied; !found || a > bestApplied {
-			best, bestApplied, found = id, a, true
+		a, d := g.followers[id].applied, g.rr.draining(id)
+		if !found || (bestDraining && !d) || (d == bestDraining && a > bestApplied) {
+			best, bestApplied, bestDraining, found = id, a, d, true
 		}
 	}
 	return best, found

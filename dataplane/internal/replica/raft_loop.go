@@ -91,7 +91,7 @@ func (rr *RaftReplicas) checkLeadership(g *group, now time.Time) {
 	if mp == nil {
 		return
 	}
-	if mp.Leader != rr.cfg.NodeID || mp.LeaderEpoch != int32(term) || !sameIDs(mp.ISR, isr) {
+	if mp.Leader != rr.cfg.NodeID || mp.LeaderEpoch != int32(term) || !sameIDs(mp.ISR, isr) || rr.draining(rr.cfg.NodeID) {
 		rr.reports.add(g)
 		return
 	}
@@ -273,6 +273,34 @@ func (rr *RaftReplicas) report(ctx context.Context, g *group) {
 		}
 	}
 	rr.reconcileMembers(g, term, mp.Replicas)
+	if rr.draining(self) {
+		rr.leaveWhileDraining(g)
+	}
+}
+
+// leaveWhileDraining hands g's leadership to an in-sync replica that is
+// not draining, if there is one. A draining node was emptied of leaders
+// to be restarted, but Raft elections do not know that: a leader lost
+// elsewhere may elect it again, and it then moves the leadership on.
+func (rr *RaftReplicas) leaveWhileDraining(g *group) {
+	to, ok := g.bestSuccessor()
+	if !ok || rr.draining(to) {
+		return
+	}
+	g.log.Info("handing partition leadership away: this node is draining", "to", to)
+	f, err := rr.startTransfer(g, to)
+	if err == nil && f != nil {
+		err = f.Error()
+	}
+	if err != nil {
+		g.log.Warn("hand partition leadership away from a draining node", "to", to, "err", err)
+	}
+}
+
+// draining reports whether the metadata marks node id draining.
+func (rr *RaftReplicas) draining(id int32) bool {
+	b := rr.cfg.Meta.State().Brokers[id]
+	return b != nil && b.Draining
 }
 
 // memberView is the group configuration a leader last read.
