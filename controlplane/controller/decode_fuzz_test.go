@@ -25,6 +25,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(encode(pingResponse{NodeID: 1, Ready: true, Term: 2, leaderRef: leaderRef{LeaderID: 1, LeaderAddr: "a:1"}}))
 	f.Add(encode(proposeRequest{Nonce: make([]byte, nonceLen), Command: allocCmd(1).Encode()}))
 	f.Add(encode(proposeResponse{Outcome: &outcome{Index: 9}}))
+	f.Add(encode(retireRequest{From: 1, NodeID: 3}))
 	f.Add(encode(watchResponse{State: img}))
 	f.Add([]byte(`{"brokers":{"1":null}}`))
 	f.Add([]byte(`{"topics":{"t":null}}`))
@@ -50,6 +51,7 @@ func FuzzDecodeState(f *testing.F) {
 			hb   heartbeatResponse
 			w    watchResponse
 			tr   transferResponse
+			ret  retireRequest
 		)
 		_ = decode("ping", b, &ping)
 		_ = decode("propose", b, &prop)
@@ -63,6 +65,7 @@ func FuzzDecodeState(f *testing.F) {
 			}
 		}
 		_ = decode("transfer", b, &tr)
+		_ = decode("retire", b, &ret)
 	})
 }
 

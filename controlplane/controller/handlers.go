@@ -17,7 +17,7 @@ const maxWatchWait = 10 * time.Second
 // port. They stay registered with the Mux after Run returns and then
 // answer ErrStopped.
 func (c *Controller) registerHandlers() {
-	for _, m := range []string{methodPing, methodPropose, methodHeartbeat, methodWatch, methodTransfer} {
+	for _, m := range []string{methodPing, methodPropose, methodHeartbeat, methodWatch, methodTransfer, methodRetire} {
 		c.cfg.Mux.Handle(m, c.handler(m))
 	}
 }
@@ -36,6 +36,8 @@ func (c *Controller) handler(method string) raftnet.Handler {
 		h = c.handleWatch
 	case methodTransfer:
 		h = c.handleTransfer
+	case methodRetire:
+		h = c.handleRetire
 	default:
 		return nil
 	}
@@ -58,7 +60,7 @@ func (c *Controller) handlePing(_ context.Context, req []byte) ([]byte, error) {
 		Controller: c.isCtl,
 		Applied:    st.Index,
 		ClusterID:  st.ClusterID,
-		Retired:    c.isBroker && c.noteRetirement(st),
+		Retired:    c.Retired() || c.isBroker && c.noteRetirement(st),
 		leaderRef:  c.leader(),
 	}
 	if r := c.raft.Load(); r != nil {
@@ -70,6 +72,19 @@ func (c *Controller) handlePing(_ context.Context, req []byte) ([]byte, error) {
 		}
 	}
 	return encode(resp), nil
+}
+
+// handleRetire retires this node: the leader is removing it.
+func (c *Controller) handleRetire(_ context.Context, req []byte) ([]byte, error) {
+	var r retireRequest
+	if err := decode("retire", req, &r); err != nil {
+		return nil, err
+	}
+	if r.NodeID != c.cfg.NodeID {
+		return nil, fmt.Errorf("retire: this is node %d, not %d", c.cfg.NodeID, r.NodeID)
+	}
+	c.retire()
+	return encode(struct{}{}), nil
 }
 
 // handlePropose applies a forwarded command if this node leads __meta, and

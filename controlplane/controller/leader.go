@@ -203,8 +203,10 @@ func brokerState(b *metadata.Broker, alive bool) *metadata.Command {
 
 // reconcileVoters adds controllers of cluster.toml that are missing from
 // the __meta configuration (a node added to the cluster) once they answer
-// health checks, one at a time, unless they answer as retired. Removing
-// controllers is left to an explicit decommission (RetireNode).
+// health checks, one at a time, unless they answer as retired. The last
+// health round may predate a retirement (this node may have just been
+// elected), so a node is asked once more, directly, before it is added.
+// Removing controllers is left to an explicit decommission (RetireNode).
 func (c *Controller) reconcileVoters(ctx context.Context, log *slog.Logger) {
 	r := c.raft.Load()
 	f := r.GetConfiguration()
@@ -222,6 +224,12 @@ func (c *Controller) reconcileVoters(ctx context.Context, log *slog.Logger) {
 			continue
 		}
 		if a, ok := alive[p.ID]; !ok || a.Retired || c.wasRemoved(p.ID) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.hbInterval)
+		resp, err := c.ping(pctx, p.RaftAddr())
+		cancel()
+		if err != nil || resp.Retired {
 			continue
 		}
 		log.Info("adding controller to __meta", "peer_id", p.ID, "raft_addr", p.RaftAddr())

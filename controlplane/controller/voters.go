@@ -4,13 +4,15 @@ package controller
 // added at run time (AddVoter), a decommissioned node removed (RetireNode).
 //
 // A decommissioned node must not come back by itself: while it still runs
-// with a cluster.toml that lists it, the leader would add it as a voter
+// with a cluster.toml that lists it, a leader would add it as a voter
 // again (reconcileVoters) and its broker loop would register it again. So
 // a node that sees its own broker record vanish from the image (only a
-// decommission removes one) retires: it stops registering and heartbeating, and
-// answers health checks as retired, which reconcileVoters skips. It stays
-// retired until it is restarted; started again with a cluster.toml that
-// lists it, it joins as a new node would.
+// decommission removes one), or that the leader tells so (meta.retire,
+// sent to every voter it removes, since a controller-only node has no
+// record), retires: it stops registering and heartbeating, and answers
+// health checks as retired, which reconcileVoters skips on any leader. It
+// stays retired until it is restarted; started again with a cluster.toml
+// that lists it, it joins as a new node would.
 
 import (
 	"context"
@@ -115,6 +117,7 @@ func (c *Controller) RetireNode(ctx context.Context, id int32) error {
 		return nil
 	}
 	c.setRemoved(id, true)
+	c.tellRetired(ctx, id)
 	c.log.Info("removing controller from __meta", "peer_id", id)
 	f := r.RemoveServer(raft.ServerID(strconv.Itoa(int(id))), 0, timeoutOf(ctx))
 	if err := c.awaitFuture(ctx, f); err != nil {
@@ -146,6 +149,24 @@ func (c *Controller) awaitApplied(ctx context.Context, id int32, addr string, in
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// tellRetired tells voter id, at most retireWait, that it is being
+// removed. A node with a broker record also learns it from the image, but
+// a controller-only node has none: told nothing, it would keep answering
+// health checks as a live controller, and a later leader, which does not
+// know it removed the node on purpose, would add it back. A node that is
+// down is not waited for; started again, it joins as a new node would.
+func (c *Controller) tellRetired(ctx context.Context, id int32) {
+	p, ok := c.cfg.Cluster.Peer(id)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, retireWait)
+	defer cancel()
+	if _, err := c.call(ctx, p.RaftAddr(), methodRetire, encode(retireRequest{From: c.cfg.NodeID, NodeID: id})); err != nil {
+		c.log.Warn("could not tell the node it is retired", "peer_id", id, "error", err)
 	}
 }
 
@@ -222,11 +243,18 @@ func (c *Controller) noteRetirement(st *metadata.State) bool {
 	switch {
 	case st.Brokers[c.cfg.NodeID] != nil:
 		c.registeredSeen.Store(true)
-	case c.registeredSeen.Load() && c.retired.CompareAndSwap(false, true):
-		c.log.Warn("this node was decommissioned and removed from the cluster; it no longer registers. Stop it, and remove it from cluster.toml on every node")
+	case c.registeredSeen.Load():
+		c.retire()
 		return true
 	}
 	return false
+}
+
+// retire marks this node retired, once.
+func (c *Controller) retire() {
+	if c.retired.CompareAndSwap(false, true) {
+		c.log.Warn("this node was decommissioned and removed from the cluster; it no longer registers. Stop it, and remove it from cluster.toml on every node")
+	}
 }
 
 // Answering lists the controllers of cluster.toml that answered this

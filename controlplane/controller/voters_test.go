@@ -84,3 +84,50 @@ func TestRetireAndAddVoter(t *testing.T) {
 		t.Fatal("the re-added voter did not catch up")
 	}
 }
+
+// TestRetireControllerOnlyNode retires a controller that is no broker: it
+// has no broker record whose removal it could notice, so the leader tells
+// it directly. It answers health checks as retired from then on, and a
+// later leader, which never removed it itself, does not add it back.
+func TestRetireControllerOnlyNode(t *testing.T) {
+	cl := newCluster(t, options{}, peerSpec{id: 1}, peerSpec{id: 2}, peerSpec{id: 3, roles: []string{"controller"}})
+	cl.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := cl.leader()
+	if leader == 3 {
+		if err := cl.nodes[3].c.TransferLeadership(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		leader = cl.leader()
+	}
+	other := 3 - leader // the other node with both roles
+
+	if err := cl.nodes[leader].c.RetireNode(ctx, 3); err != nil {
+		t.Fatalf("retire node 3: %v", err)
+	}
+	if !cl.nodes[3].c.Retired() {
+		t.Fatal("node 3 does not know it retired")
+	}
+	if err := cl.nodes[leader].c.TransferLeadership(ctx, other); err != nil {
+		t.Fatalf("move the leadership to node %d: %v", other, err)
+	}
+	// (cl.leader would wait for node 3 to agree, but it hears from the
+	// group no more.)
+	eventually(t, 5*time.Second, func() error {
+		if !cl.nodes[other].c.IsLeader() {
+			return fmt.Errorf("node %d does not lead", other)
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, func() error {
+		if a, ok := cl.nodes[other].c.health.snapshot()[3]; !ok || !a.Retired {
+			return fmt.Errorf("the new leader has no retired answer from node 3: %+v", a)
+		}
+		return nil
+	})
+	cl.nodes[other].c.reconcileVoters(ctx, slog.New(slog.DiscardHandler))
+	if got, _ := cl.nodes[other].c.Voters(); slices.Contains(got, 3) {
+		t.Fatalf("voters after the new leader reconciled: %v; node 3 is back", got)
+	}
+}

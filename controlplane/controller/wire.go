@@ -19,6 +19,9 @@ const (
 	methodWatch = "meta.watch"
 	// methodTransfer asks the leader to hand __meta leadership over.
 	methodTransfer = "meta.transfer"
+	// methodRetire tells a node that the leader is removing it from the
+	// cluster (decommission).
+	methodRetire = "meta.retire"
 )
 
 // leaderRef names the __meta leader as the answering node sees it; ID 0
@@ -47,6 +50,11 @@ type pingResponse struct {
 	// not add it back to __meta.
 	Retired bool `json:"retired,omitempty"`
 	leaderRef
+}
+
+type retireRequest struct {
+	From   int32 `json:"from"`
+	NodeID int32 `json:"node_id"` // the node told; it refuses another id
 }
 
 type proposeRequest struct {
