@@ -222,6 +222,22 @@ func TestAdminStatusAndTransfers(t *testing.T) {
 	if leaders, isMeta, _ := admNode(st, d); leaders != 0 || isMeta || admState(st, d) != "NODE_STATE_DRAINED" {
 		t.Fatalf("drained node %d leads %d partitions (meta %v), state %s", d, leaders, isMeta, admState(st, d))
 	}
+	// An election can still pick a drained node: kill the leader of adm/0,
+	// and every adm partition ends up led by the one node left that is not
+	// draining (the drained node hands on whatever it wins).
+	l, _ := st.PartitionLeader("adm", 0)
+	third := 6 - d - l
+	c.Node(int(l)).Kill()
+	framework.Eventually(t, 20*time.Second, fmt.Sprintf("every adm partition led by node %d, not by the drained node %d", third, d), func() bool {
+		for p := range 3 {
+			if c.RaftLeader("adm", p) != int(third) {
+				return false
+			}
+		}
+		return true
+	})
+	c.Node(int(l)).Start()
+	admHealthy(t, addr(third), 60*time.Second)
 	c.Node(int(d)).Stop()
 	c.Node(int(d)).Start()
 	framework.EventuallyEvery(t, 30*time.Second, 250*time.Millisecond, fmt.Sprintf("node %d healthy and active again", d), func() bool {
