@@ -107,7 +107,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 		return errors.Join(fmt.Errorf("open raft log: %w", err), meta.Close())
 	}
 	fail := func(err error) error { return errors.Join(err, wal.Close(), meta.Close()) }
-	logs, err := raft.NewLogCache(cfg.LogCacheSize, wal)
+	logs, err := raft.NewLogCache(cfg.LogCacheSize, chunkedLogStore{wal})
 	if err != nil {
 		return fail(err)
 	}

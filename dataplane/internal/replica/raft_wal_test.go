@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -184,4 +185,59 @@ func residentPages(t *testing.T, path string) (cached, pages int) {
 		cached += int(v & 1)
 	}
 	return cached, len(vec)
+}
+
+// recordingStore records the appends it is given.
+type recordingStore struct {
+	raft.LogStore
+	calls [][]uint64
+	fail  int // fail the call with this number (1-based); 0: never
+}
+
+func (r *recordingStore) StoreLogs(logs []*raft.Log) error {
+	var idx []uint64
+	for _, l := range logs {
+		idx = append(idx, l.Index)
+	}
+	r.calls = append(r.calls, idx)
+	if len(r.calls) == r.fail {
+		return errors.New("disk full")
+	}
+	return nil
+}
+
+// A long run of entries reaches raft-wal in appends of at most
+// walChunkBytes, in order; an entry larger than that goes alone.
+func TestChunkedLogStoreBoundsAppends(t *testing.T) {
+	sizes := []int{300 << 10, 300 << 10, 300 << 10, 300 << 10, 3 << 20, 10, 1 << 20, 1}
+	var logs []*raft.Log
+	for i, n := range sizes {
+		logs = append(logs, &raft.Log{Index: uint64(i + 1), Data: make([]byte, n)})
+	}
+	rec := &recordingStore{}
+	if err := (chunkedLogStore{rec}).StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]uint64{{1, 2, 3}, {4}, {5}, {6}, {7}, {8}}
+	if fmt.Sprint(rec.calls) != fmt.Sprint(want) {
+		t.Fatalf("appends %v, want %v", rec.calls, want)
+	}
+
+	if (chunkedLogStore{rec}).IsMonotonic() {
+		t.Fatal("monotonic over a store that is not")
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(t.TempDir(), 1<<20, newHCLogger(testLogger(t, "")), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = errors.Join(w.Close(), meta.Close()) }()
+	if !(chunkedLogStore{w}).IsMonotonic() {
+		t.Fatal("raft-wal's monotonic log is hidden: Raft would cut it after a snapshot install instead of emptying it")
+	}
+
+	rec = &recordingStore{fail: 2}
+	if err := (chunkedLogStore{rec}).StoreLogs(logs); err == nil || len(rec.calls) != 2 {
+		t.Fatalf("a failed append: %v after %d appends; want the error, after 2", err, len(rec.calls))
+	}
 }
