@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 30s ./dataplane/internal/group/
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./controlplane/raftnet/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./controlplane/config/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeState -fuzztime 30s ./controlplane/controller/
 
 bench:
 	scripts/bench/run.sh
