@@ -12,8 +12,9 @@ package replica
 // replica of a new partition bootstraps the group with that same list when
 // it has no Raft state, while one added later waits for the leader to add it.
 // The Raft log and stable store are raft-wal in <partition dir>/raft with
-// 64 MiB segments that are not preallocated (raft_wal.go), behind a
-// raft.LogCache; snapshots live in
+// 64 MiB segments that are not preallocated (raft_wal.go), behind a cache
+// of the newest entries that empties once the group is idle
+// (raft_cache.go); snapshots live in
 // <partition dir>/snapshots. Partition groups tick slowly (DESIGN.md, "Many
 // partitions per broker"): the commit tick defaults to [raft]
 // partition_commit_timeout_ms (3 s by default) and the failure detector to
@@ -147,7 +148,7 @@ type RaftConfig struct {
 	// are not preallocated, so an idle group's segment costs no disk).
 	WALSegmentSize int
 	// LogCacheSize is how many recent entries each group keeps in memory
-	// (default 32).
+	// while it takes writes (default 32).
 	LogCacheSize int
 	// ApplyTimeout bounds the hand-over of a proposal to Raft (default 5 s).
 	ApplyTimeout time.Duration

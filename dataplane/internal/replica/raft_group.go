@@ -34,6 +34,7 @@ type group struct {
 	trans   *raftnet.GroupTransport
 	r       atomic.Pointer[raft.Raft] // raft, for the state machine's goroutine
 	wal     *raftwal.WAL
+	cache   *logCache // in front of wal
 	walMeta *metadb.BoltMetaDB
 
 	ctx    context.Context // ends at detach; bounds catch-up reads
@@ -107,10 +108,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 		return errors.Join(fmt.Errorf("open raft log: %w", err), meta.Close())
 	}
 	fail := func(err error) error { return errors.Join(err, wal.Close(), meta.Close()) }
-	logs, err := raft.NewLogCache(cfg.LogCacheSize, chunkedLogStore{wal})
-	if err != nil {
-		return fail(err)
-	}
+	logs := newLogCache(chunkedLogStore{wal}, cfg.LogCacheSize)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hcl)
 	if err != nil {
 		return fail(fmt.Errorf("open snapshot store: %w", err))
@@ -135,7 +133,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
-	g.raft, g.wal, g.walMeta = r, wal, meta
+	g.raft, g.wal, g.walMeta, g.cache = r, wal, meta, logs
 	g.r.Store(r)
 	if first {
 		g.rr.det.untilLeader(g)

@@ -63,6 +63,7 @@ func (rr *RaftReplicas) checkAll() {
 	now := time.Now()
 	for _, g := range rr.snapshotGroups() {
 		rr.checkLeadership(g, now)
+		g.cache.releaseIfIdle(now, logCacheIdle)
 	}
 }
 
