@@ -1,13 +1,11 @@
 package replica
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // countingStore counts the reads that reach it.
@@ -75,13 +73,7 @@ func TestLogCache(t *testing.T) {
 	if c.IsMonotonic() {
 		t.Fatal("monotonic over a store that is not")
 	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := openWAL(t.TempDir(), 1<<20, newHCLogger(testLogger(t, "")), meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = errors.Join(w.Close(), meta.Close()) }()
-	if !newLogCache(chunkedLogStore{w}, 4).IsMonotonic() {
+	if !newLogCache(chunkedLogStore{openTestWAL(t)}, 4).IsMonotonic() {
 		t.Fatal("raft-wal's monotonic log is hidden behind the cache")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"golang.org/x/sys/unix"
 )
@@ -233,13 +234,7 @@ func TestChunkedLogStoreBoundsAppends(t *testing.T) {
 	if (chunkedLogStore{rec}).IsMonotonic() {
 		t.Fatal("monotonic over a store that is not")
 	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := openWAL(t.TempDir(), 1<<20, newHCLogger(testLogger(t, "")), meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = errors.Join(w.Close(), meta.Close()) }()
-	if !(chunkedLogStore{w}).IsMonotonic() {
+	if !(chunkedLogStore{openTestWAL(t)}).IsMonotonic() {
 		t.Fatal("raft-wal's monotonic log is hidden: Raft would cut it after a snapshot install instead of emptying it")
 	}
 
@@ -247,4 +242,21 @@ func TestChunkedLogStoreBoundsAppends(t *testing.T) {
 	if err := (chunkedLogStore{rec}).StoreLogs(logs); err == nil || len(rec.calls) != 2 {
 		t.Fatalf("a failed append: %v after %d appends; want the error, after 2", err, len(rec.calls))
 	}
+}
+
+// openTestWAL opens a raft-wal log in a new directory, closed when the
+// test ends.
+func openTestWAL(t *testing.T) *raftwal.WAL {
+	t.Helper()
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(t.TempDir(), 1<<20, newHCLogger(testLogger(t, "")), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := errors.Join(w.Close(), meta.Close()); err != nil {
+			t.Error(err)
+		}
+	})
+	return w
 }
