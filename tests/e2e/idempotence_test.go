@@ -56,8 +56,12 @@ func TestIdempotentRetriesWriteOnce(t *testing.T) {
 		}
 		return &dropConn{Conn: nc, produces: &produces, drops: &drops}, nil
 	}
+	// A short, fixed retry backoff: a client in lock step with the cuts
+	// (see dropConn) otherwise backs off longer after each of them, and 25
+	// cuts took from 5 s to more than the 90 s this test allows.
 	pr := client(t, srv.Addr(), kgo.Dialer(dialer), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(50), kgo.RecordRetries(100))
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(50), kgo.RecordRetries(100),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))
 	const n = 600
 	var wg sync.WaitGroup
 	var failed atomic.Int64
