@@ -51,14 +51,17 @@ func (c *logCache) StoreLog(l *raft.Log) error { return c.StoreLogs([]*raft.Log{
 
 // StoreLogs implements raft.LogStore; entries are cached once stored.
 func (c *logCache) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
 	if err := c.LogStore.StoreLogs(logs); err != nil {
-		return fmt.Errorf("unable to store logs within log store, err: %q", err)
+		return fmt.Errorf("store raft entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 	}
 	c.mu.Lock()
 	for _, l := range logs {
 		c.ring[l.Index%uint64(len(c.ring))] = l
 	}
-	c.held = c.held || len(logs) > 0
+	c.held = true
 	c.mu.Unlock()
 	c.lastStore.Store(time.Now().UnixNano())
 	return nil
@@ -71,11 +74,8 @@ func (c *logCache) DeleteRange(min, max uint64) error {
 	return c.LogStore.DeleteRange(min, max)
 }
 
-// IsMonotonic passes the store's answer on (raft.MonotonicLogStore).
-func (c *logCache) IsMonotonic() bool {
-	m, ok := c.LogStore.(raft.MonotonicLogStore)
-	return ok && m.IsMonotonic()
-}
+// IsMonotonic implements raft.MonotonicLogStore.
+func (c *logCache) IsMonotonic() bool { return monotonic(c.LogStore) }
 
 // releaseIfIdle empties the cache when nothing was stored for idle.
 func (c *logCache) releaseIfIdle(now time.Time, idle time.Duration) {

@@ -48,10 +48,10 @@ var pageSize = int64(os.Getpagesize())
 
 // syncedDropper hands a segment's pages back to the kernel once they are
 // on disk. Raft reads its log back only for a follower that has fallen
-// further behind than the group's LogCache, and at start-up; in between,
-// every appended byte would otherwise sit in the page cache beside the
-// partition log that holds the same bytes, and push out the pages
-// consumers do read. Handing them back also lets the next appends reuse
+// further behind than the group's entry cache (raft_cache.go), and at
+// start-up; in between, every appended byte would otherwise sit in the
+// page cache beside the partition log that holds the same bytes, and push
+// out the pages consumers do read. Handing them back also lets the next appends reuse
 // those pages instead of taking new ones, which on a virtual machine
 // whose free memory goes back to the host is most of the cost of a write.
 //
@@ -133,10 +133,14 @@ func (c chunkedLogStore) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
-// IsMonotonic passes raft-wal's answer on (raft.MonotonicLogStore): a log
-// that cannot have gaps must be emptied, not cut, when a snapshot is
-// installed, and Raft asks the store it was given.
-func (c chunkedLogStore) IsMonotonic() bool {
-	m, ok := c.LogStore.(raft.MonotonicLogStore)
+// IsMonotonic implements raft.MonotonicLogStore.
+func (c chunkedLogStore) IsMonotonic() bool { return monotonic(c.LogStore) }
+
+// monotonic reports whether s is a raft.MonotonicLogStore that says so.
+// A store wrapping another passes its answer on: a log that cannot have
+// gaps must be emptied, not cut, when a snapshot is installed, and Raft
+// asks only the store it was given.
+func monotonic(s raft.LogStore) bool {
+	m, ok := s.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
 }
