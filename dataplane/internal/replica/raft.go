@@ -453,16 +453,40 @@ func (rr *RaftReplicas) DeleteRecords(ctx context.Context, p *partition.Partitio
 
 // Transfer hands the leadership of topic/index to node to, or to the most
 // caught-up in-sync replica when to <= 0, and returns once it moved.
+//
+// Raft runs one transfer per group at a time. When another is under way
+// (a draining node handing its leadership on), Transfer waits for it to
+// end: if it moved the leadership where this one would have, that is
+// success; if the leadership went elsewhere, Transfer returns ErrNotLeader
+// so that the caller asks the new leader; if it failed, Transfer tries
+// again.
 func (rr *RaftReplicas) Transfer(ctx context.Context, topic string, index int32, to int32) error {
 	g := rr.group(topic, index)
 	if g == nil {
 		return fmt.Errorf("transfer %s/%d: %w", topic, index, ErrUnknownPartition)
 	}
-	f, err := rr.startTransfer(g, to)
-	if err != nil {
-		return err
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		f, err := rr.startTransfer(g, to)
+		if err != nil {
+			return err
+		}
+		err = rr.awaitTransfer(ctx, g, f)
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return err
+		}
+		for g.raft.State() == raft.Leader {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (waiting for it: %w)", err, ctx.Err())
+			case <-tick.C:
+			}
+		}
+		if _, lid := g.raft.LeaderWithID(); to <= 0 || lid == serverID(to) {
+			return nil
+		}
 	}
-	return rr.awaitTransfer(ctx, g, f)
 }
 
 // TransferAll hands every leadership this node holds to an in-sync

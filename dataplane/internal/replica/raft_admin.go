@@ -198,7 +198,11 @@ func (rr *RaftReplicas) transferHere(ctx context.Context, q transferQuery) trans
 			return transferAnswer{Err: fmt.Sprintf("node %d is not a member of the group (members %v)", q.To, s.Members)}
 		}
 	}
-	if err := rr.Transfer(ctx, q.Topic, q.Partition, q.To); err != nil {
+	if err := rr.Transfer(ctx, q.Topic, q.Partition, q.To); errors.Is(err, ErrNotLeader) {
+		_, lid := g.raft.LeaderWithID() // another transfer moved it first
+		id, _ := nodeID(lid)
+		return transferAnswer{NotLeader: true, Leader: id}
+	} else if err != nil {
 		return transferAnswer{Err: err.Error()}
 	}
 	return transferAnswer{Leader: rr.awaitNewLeader(ctx, g, q.To)}

@@ -120,6 +120,42 @@ func FuzzAdminDecoders(f *testing.F) {
 	})
 }
 
+// TestRaftTransferWhileOneIsUnderWay asks for a transfer while the leader
+// is already moving its leadership (as a draining node does by itself):
+// the request waits for the first transfer and then succeeds, whether the
+// first went to the same node or elsewhere.
+func TestRaftTransferWhileOneIsUnderWay(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopicOn("tw", [][]int32{{1, 2, 3}}, nil)
+	c.produceRetrying("tw", 0, makeBatch(2, "a", -1, 0, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sameTarget := range []bool{true, false} {
+		ln, _ := c.leader("tw", 0, 10*time.Second)
+		g := ln.rr.group("tw", 0)
+		ids := slices.DeleteFunc(c.ids(), func(id int32) bool { return id == ln.id })
+		first, second := ids[0], ids[1]
+		if sameTarget {
+			second = first
+		}
+		f, err := ln.rr.startTransfer(g, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ln.rr.TransferLeader(ctx, "tw", 0, second)
+		if err != nil || got != second {
+			t.Fatalf("transfer to %d while one to %d is under way: leader %d, %v", second, first, got, err)
+		}
+		if err := f.Error(); err != nil {
+			t.Fatalf("first transfer: %v", err)
+		}
+		if n, _ := c.leader("tw", 0, 10*time.Second); n.id != second {
+			t.Fatalf("node %d leads; want %d", n.id, second)
+		}
+	}
+	c.produceRetrying("tw", 0, makeBatch(2, "b", -1, 0, 0))
+}
+
 // A draining node is not handed leaderships and gives away any Raft
 // still elects it to: the SIGTERM hand-off picks a replica that is not
 // draining, and a draining node that wins a leadership moves it on.

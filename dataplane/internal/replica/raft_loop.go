@@ -293,7 +293,7 @@ func (rr *RaftReplicas) leaveWhileDraining(g *group) {
 	if err == nil && f != nil {
 		err = f.Error()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, raft.ErrLeadershipTransferInProgress) { // an admin transfer beat it
 		g.log.Warn("hand partition leadership away from a draining node", "to", to, "err", err)
 	}
 }
