@@ -148,7 +148,8 @@ type RaftConfig struct {
 	// are not preallocated, so an idle group's segment costs no disk).
 	WALSegmentSize int
 	// LogCacheSize is how many recent entries each group keeps in memory
-	// while it takes writes (default 32).
+	// while it takes writes (default 32); a follower drops each entry once
+	// it has applied it.
 	LogCacheSize int
 	// ApplyTimeout bounds the hand-over of a proposal to Raft (default 5 s).
 	ApplyTimeout time.Duration

@@ -77,6 +77,19 @@ func (c *logCache) DeleteRange(min, max uint64) error {
 // IsMonotonic implements raft.MonotonicLogStore.
 func (c *logCache) IsMonotonic() bool { return monotonic(c.LogStore) }
 
+// forget drops entry idx. A follower forgets each entry once it is
+// applied: Raft reads a follower's entries only to apply them (and, should
+// it become leader, for a follower behind it, which raft-wal serves), and
+// a follower's entries pin the whole frame they arrived in.
+func (c *logCache) forget(idx uint64) {
+	slot := &c.ring[idx%uint64(len(c.ring))]
+	c.mu.Lock()
+	if e := *slot; e != nil && e.Index == idx {
+		*slot = nil
+	}
+	c.mu.Unlock()
+}
+
 // releaseIfIdle empties the cache when nothing was stored for idle.
 func (c *logCache) releaseIfIdle(now time.Time, idle time.Duration) {
 	if now.Sub(time.Unix(0, c.lastStore.Load())) < idle {

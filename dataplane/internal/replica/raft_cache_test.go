@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,6 +52,11 @@ func TestLogCache(t *testing.T) {
 	for i := uint64(1); i <= 16; i++ {
 		read(i, i <= 8) // the cache holds the last 8
 	}
+	c.forget(7) // its slot holds 15, which stays
+	read(15, false)
+	c.forget(15)
+	read(15, true)
+	read(14, false)
 
 	c.releaseIfIdle(time.Now(), time.Minute) // not idle: kept
 	read(16, false)
@@ -76,4 +82,88 @@ func TestLogCache(t *testing.T) {
 	if !newLogCache(chunkedLogStore{openTestWAL(t)}, 4).IsMonotonic() {
 		t.Fatal("raft-wal's monotonic log is hidden behind the cache")
 	}
+}
+
+// A follower keeps no command it has applied in its cache; the leader
+// keeps its last ones for the followers. (Raft's own entries, such as
+// no-ops and configurations, never reach the state machine; they are few
+// and small, and the ring or the idle release drops them.)
+func TestRaftFollowerCacheHoldsNothingApplied(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopicOn("fc", [][]int32{{1, 2, 3}}, nil)
+	for i := range 5 {
+		c.produceRetrying("fc", 0, makeBatch(2, fmt.Sprint("v", i), -1, 0, 0))
+	}
+	ln, _ := c.leader("fc", 0, 10*time.Second)
+	eventually(t, 10*time.Second, "followers' caches emptied of applied entries", func() error {
+		for _, n := range c.running() {
+			held, applied := commandsCached(n, "fc", 0)
+			switch {
+			case n == ln && held < 5:
+				return fmt.Errorf("leader %d caches %d applied entries (applied %d), want its last ones", n.id, held, applied)
+			case n != ln && held > 0:
+				return fmt.Errorf("follower %d caches %d applied entries (applied %d)", n.id, held, applied)
+			}
+		}
+		return nil
+	})
+}
+
+// A follower that forgot the entries it applied can still lead: a replica
+// that missed them while stopped gets them from the new leader's raft-wal
+// log, and nothing acknowledged is lost.
+func TestRaftNewLeaderServesForgottenEntries(t *testing.T) {
+	c := newTestCluster(t, 3, fastTimings())
+	c.createTopicOn("fe", [][]int32{{1, 2, 3}}, nil)
+	c.produceRetrying("fe", 0, makeBatch(2, "a", -1, 0, 0))
+	ln, _ := c.leader("fe", 0, 10*time.Second)
+	ids := slices.DeleteFunc(c.ids(), func(id int32) bool { return id == ln.id })
+	late, next := ids[0], ids[1]
+	c.awaitIdentical("fe", 0, 2)
+
+	c.stop(late)
+	want := []string{"a/0", "a/1"}
+	for i := range 10 {
+		tag := fmt.Sprint("b", i)
+		if _, err := produce(ln, "fe", 0, makeBatch(2, tag, -1, 0, 0), -1, 5*time.Second); err != nil {
+			t.Fatalf("produce %s: %v", tag, err)
+		}
+		want = append(want, tag+"/0", tag+"/1")
+	}
+	c.awaitIdentical("fe", 0, 22) // next has applied, and so forgotten, them all
+	eventually(t, 10*time.Second, "follower's cache emptied", func() error {
+		if held, _ := commandsCached(c.nodes[next], "fe", 0); held > 0 {
+			return fmt.Errorf("follower %d still caches %d applied entries", next, held)
+		}
+		return nil
+	})
+
+	// Only next can be elected (late's log is behind); it serves late the
+	// entries it forgot from its own log.
+	c.stop(ln.id)
+	c.start(late, nil)
+	if n, _ := c.leader("fe", 0, 20*time.Second); n.id != next {
+		t.Fatalf("node %d leads; want %d", n.id, next)
+	}
+	log := c.awaitIdentical("fe", 0, 22)
+	if got := recordValues(t, log); !slices.Equal(got, want) {
+		t.Fatalf("replicas hold\n %v\nwant\n %v", got, want)
+	}
+	if n := c.nodes[late].rr.group("fe", 0).fsm.copied.Load(); n != 0 {
+		t.Fatalf("node %d caught up from a snapshot (%d batches copied), not from the log", late, n)
+	}
+}
+
+// commandsCached counts the applied commands in node n's cache of topic/part.
+func commandsCached(n *testNode, topic string, part int32) (held int, applied uint64) {
+	g := n.rr.group(topic, part)
+	applied = g.raft.AppliedIndex()
+	g.cache.mu.RLock()
+	defer g.cache.mu.RUnlock()
+	for _, e := range g.cache.ring {
+		if e != nil && e.Index <= applied && e.Type == raft.LogCommand {
+			held++
+		}
+	}
+	return held, applied
 }

@@ -50,6 +50,9 @@ type deleteResult struct {
 
 // Apply applies one committed entry on every replica alike.
 func (f *fsm) Apply(l *raft.Log) any {
+	if r := f.g.r.Load(); r != nil && r.State() != raft.Leader {
+		defer f.g.cache.forget(l.Index)
+	}
 	kind, body, err := decodeEntry(l.Data)
 	if err == nil && f.broken.Load() {
 		err = ErrBroken
