@@ -24,6 +24,7 @@ type GroupTransport struct {
 	log     *slog.Logger
 	consume chan raft.RPC
 	hb      atomic.Pointer[func(raft.RPC)]
+	stored  atomic.Pointer[func(Stored)]
 	ctx     context.Context // ends when the transport closes
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -156,6 +157,32 @@ func (g *GroupTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	g.hb.Store(&cb)
 }
 
+// Stored says that a follower has stored a leader's entries up to Last.
+type Stored struct {
+	Target raft.ServerAddress
+	Term   uint64 // the leader's term
+	Last   uint64 // the index of the last entry the request carried
+}
+
+// OnStored sets fn, called (on Raft's replication goroutines) each time a
+// follower answers an AppendEntries that carried entries with success.
+func (g *GroupTransport) OnStored(fn func(Stored)) {
+	if fn == nil {
+		g.stored.Store(nil)
+		return
+	}
+	g.stored.Store(&fn)
+}
+
+// noteStored calls the OnStored hook for a completed AppendEntries.
+func (g *GroupTransport) noteStored(target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
+	fn := g.stored.Load()
+	if fn == nil || !resp.Success || len(args.Entries) == 0 {
+		return
+	}
+	(*fn)(Stored{Target: target, Term: args.Term, Last: args.Entries[len(args.Entries)-1].Index})
+}
+
 // AppendEntries implements raft.Transport. Heartbeats travel on the control
 // connection, entries on the data connection.
 func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
@@ -163,7 +190,11 @@ func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddres
 	if isHeartbeat(args) {
 		l = laneCtl
 	}
-	return g.roundTrip(l, target, opAppendEntries, args, resp)
+	if err := g.roundTrip(l, target, opAppendEntries, args, resp); err != nil {
+		return err
+	}
+	g.noteStored(target, args, resp)
+	return nil
 }
 
 // RequestVote implements raft.Transport.

@@ -150,11 +150,11 @@ func (p *pipeline) await(f *appendFuture) bool {
 	defer t.Stop()
 	select {
 	case r := <-f.call.done:
-		f.finish(p.decode(r, f.resp))
+		f.finish(p.decode(r, f))
 		return true
 	case <-t.C:
 		if p.s.take(f.call.id) == nil {
-			f.finish(p.decode(<-f.call.done, f.resp))
+			f.finish(p.decode(<-f.call.done, f))
 			return true
 		}
 		p.s.expireIfSilent(f.call)
@@ -168,11 +168,15 @@ func (p *pipeline) await(f *appendFuture) bool {
 	return false
 }
 
-func (p *pipeline) decode(r result, resp *raft.AppendEntriesResponse) error {
+func (p *pipeline) decode(r result, f *appendFuture) error {
 	if r.err != nil {
 		return p.g.wrap(opAppendEntries, p.target, r.err)
 	}
-	return p.g.wrap(opAppendEntries, p.target, p.s.decode(r, resp))
+	if err := p.s.decode(r, f.resp); err != nil {
+		return p.g.wrap(opAppendEntries, p.target, err)
+	}
+	p.g.noteStored(p.target, f.args, f.resp)
+	return nil
 }
 
 // appendFuture implements raft.AppendFuture.

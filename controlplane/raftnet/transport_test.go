@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -457,5 +458,76 @@ func TestRaftRequestsWaitForARestartingPeer(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("internal RPC to a dead peer took %v to fail", d)
+	}
+}
+
+// OnStored hears of every AppendEntries with entries that a follower
+// accepted, sent alone or on a pipeline, and of nothing else.
+func TestOnStoredHearsAcceptedEntries(t *testing.T) {
+	checkGoroutines(t)
+	a := newTestMux(t, "127.0.0.1:0")
+	b := newTestMux(t, "127.0.0.1:0")
+	serveRPCs(t, b.Transport("g"), func(rpc raft.RPC) {
+		if req := rpc.Command.(*raft.AppendEntriesRequest); len(req.Entries) > 0 && req.Entries[0].Index == 13 {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term}, nil) // refused
+			return
+		}
+		answerAppend(rpc)
+	})
+	g := a.Transport("g")
+	var mu sync.Mutex
+	var heard []Stored
+	g.OnStored(func(s Stored) {
+		mu.Lock()
+		heard = append(heard, s)
+		mu.Unlock()
+	})
+	target := raft.ServerAddress(b.LocalAddr())
+	entries := func(from, to uint64) []*raft.Log {
+		var ls []*raft.Log
+		for i := from; i <= to; i++ {
+			ls = append(ls, &raft.Log{Index: i, Term: 3, Data: []byte("x")})
+		}
+		return ls
+	}
+	send := func(prev uint64, es []*raft.Log) {
+		t.Helper()
+		req := &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x"), PrevLogEntry: prev, Entries: es}
+		if err := g.AppendEntries("n1", target, req, new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(0, entries(1, 4))
+	send(4, nil) // a heartbeat
+	send(12, entries(13, 13))
+
+	p, err := g.AppendEntriesPipeline("n1", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]uint64{{5, 7}, {8, 10}} {
+		req := &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x"), PrevLogEntry: r[0] - 1, Entries: entries(r[0], r[1])}
+		if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		select {
+		case f := <-p.Consumer():
+			if err := f.Error(); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("pipelined append never completed")
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []Stored{{target, 3, 4}, {target, 3, 7}, {target, 3, 10}}
+	if !slices.Equal(heard, want) {
+		t.Fatalf("heard %v, want %v", heard, want)
 	}
 }

@@ -149,7 +149,7 @@ type RaftConfig struct {
 	WALSegmentSize int
 	// LogCacheSize is how many recent entries each group keeps in memory
 	// while it takes writes (default 32); a follower drops each entry once
-	// it has applied it.
+	// it has applied it, a leader once every follower has stored it.
 	LogCacheSize int
 	// ApplyTimeout bounds the hand-over of a proposal to Raft (default 5 s).
 	ApplyTimeout time.Duration

@@ -2,11 +2,14 @@ package replica
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/chronik-stream/chronik/controlplane/raftnet"
 )
 
 // logCacheIdle is how long a group's logCache keeps its entries after the
@@ -88,6 +91,63 @@ func (c *logCache) forget(idx uint64) {
 		*slot = nil
 	}
 	c.mu.Unlock()
+}
+
+// forgetThrough drops every entry up to idx.
+func (c *logCache) forgetThrough(idx uint64) {
+	c.mu.Lock()
+	for i, e := range c.ring {
+		if e != nil && e.Index <= idx {
+			c.ring[i] = nil
+		}
+	}
+	c.mu.Unlock()
+}
+
+// followerStores is what a leader has heard of the entries its followers
+// stored, in one term.
+type followerStores struct {
+	mu   sync.Mutex
+	term uint64
+	last map[raft.ServerAddress]uint64
+}
+
+// followerStored records a follower's successful AppendEntries answer and
+// lets the cache forget the entries every other member of the group has
+// stored, but the last: a leader reads its entries only to send them (and
+// the one before, for its term), so those are read again only if a
+// follower loses them (it restarted with a torn tail), and then raft-wal
+// serves them. Until the reporter has read the group's members in this
+// term, nothing is forgotten.
+func (g *group) followerStored(s raftnet.Stored) {
+	mv := g.members.Load()
+	if mv == nil || mv.term != s.Term {
+		return
+	}
+	fs := &g.stores
+	fs.mu.Lock()
+	if fs.term != s.Term {
+		fs.term, fs.last = s.Term, map[raft.ServerAddress]uint64{}
+	}
+	fs.last[s.Target] = max(fs.last[s.Target], s.Last)
+	low, others := uint64(math.MaxUint64), 0
+	for _, id := range mv.ids {
+		if id == g.rr.cfg.NodeID {
+			continue
+		}
+		addr, ok := g.rr.addr(id)
+		if !ok {
+			low = 0
+			break
+		}
+		low = min(low, fs.last[raft.ServerAddress(addr)])
+		others++
+	}
+	fs.mu.Unlock()
+	if others > 0 && low > 1 {
+		// Raft reads the entry before the next one it sends, for its term.
+		g.cache.forgetThrough(low - 1)
+	}
 }
 
 // releaseIfIdle empties the cache when nothing was stored for idle.

@@ -57,6 +57,9 @@ func TestLogCache(t *testing.T) {
 	c.forget(15)
 	read(15, true)
 	read(14, false)
+	c.forgetThrough(12)
+	read(12, true)
+	read(13, false)
 
 	c.releaseIfIdle(time.Now(), time.Minute) // not idle: kept
 	read(16, false)
@@ -84,29 +87,47 @@ func TestLogCache(t *testing.T) {
 	}
 }
 
-// A follower keeps no command it has applied in its cache; the leader
-// keeps its last ones for the followers. (Raft's own entries, such as
-// no-ops and configurations, never reach the state machine; they are few
-// and small, and the ring or the idle release drops them.)
-func TestRaftFollowerCacheHoldsNothingApplied(t *testing.T) {
+// A follower keeps no command it has applied in its cache, and a leader
+// only those a follower has yet to store (and the last stored, which Raft
+// reads for its term). Raft's own entries, such as no-ops and
+// configurations, never reach the state machine; they are few and small,
+// and the ring or the idle release drops them.
+func TestRaftCacheKeepsWhatFollowersNeed(t *testing.T) {
 	c := newTestCluster(t, 3, fastTimings())
 	c.createTopicOn("fc", [][]int32{{1, 2, 3}}, nil)
 	for i := range 5 {
-		c.produceRetrying("fc", 0, makeBatch(2, fmt.Sprint("v", i), -1, 0, 0))
+		c.produceRetrying("fc", 0, makeBatch(2, fmt.Sprint("a", i), -1, 0, 0))
 	}
 	ln, _ := c.leader("fc", 0, 10*time.Second)
-	eventually(t, 10*time.Second, "followers' caches emptied of applied entries", func() error {
+	settled := func() error {
 		for _, n := range c.running() {
 			held, applied := commandsCached(n, "fc", 0)
-			switch {
-			case n == ln && held < 5:
-				return fmt.Errorf("leader %d caches %d applied entries (applied %d), want its last ones", n.id, held, applied)
-			case n != ln && held > 0:
-				return fmt.Errorf("follower %d caches %d applied entries (applied %d)", n.id, held, applied)
+			limit := 0
+			if n == ln {
+				limit = 1
+			}
+			if held > limit {
+				return fmt.Errorf("node %d (leader %v) caches %d applied entries (applied %d)", n.id, n == ln, held, applied)
 			}
 		}
 		return nil
-	})
+	}
+	eventually(t, 10*time.Second, "caches emptied of entries no one needs", settled)
+
+	// A stopped follower stores nothing: the leader keeps all it sends.
+	late := slices.DeleteFunc(c.ids(), func(id int32) bool { return id == ln.id })[0]
+	c.stop(late)
+	for i := range 5 {
+		if _, err := produce(ln, "fc", 0, makeBatch(2, fmt.Sprint("b", i), -1, 0, 0), -1, 5*time.Second); err != nil {
+			t.Fatalf("produce b%d: %v", i, err)
+		}
+	}
+	if held, applied := commandsCached(ln, "fc", 0); held < 5 {
+		t.Fatalf("leader caches %d applied entries (applied %d) while node %d lacks the last 5", held, applied, late)
+	}
+	c.start(late, nil)
+	c.awaitIdentical("fc", 0, 20)
+	eventually(t, 10*time.Second, "caches emptied once the follower caught up", settled)
 }
 
 // A follower that forgot the entries it applied can still lead: a replica

@@ -55,6 +55,7 @@ type group struct {
 	isrN      atomic.Int32 // len(isr) for the current lterm, for Produce
 
 	members atomic.Pointer[memberView] // the reporter's cache of the configuration
+	stores  followerStores             // the leader's view of what followers stored
 }
 
 // progress is what the leader knows of a follower.
@@ -135,6 +136,7 @@ func (g *group) start(dir string, mp metadata.Partition) error {
 	}
 	g.raft, g.wal, g.walMeta, g.cache = r, wal, meta, logs
 	g.r.Store(r)
+	g.trans.OnStored(g.followerStored)
 	if first {
 		g.rr.det.untilLeader(g)
 	}
