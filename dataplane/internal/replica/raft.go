@@ -466,8 +466,6 @@ func (rr *RaftReplicas) Transfer(ctx context.Context, topic string, index int32,
 	if g == nil {
 		return fmt.Errorf("transfer %s/%d: %w", topic, index, ErrUnknownPartition)
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		f, err := rr.startTransfer(g, to)
 		if err != nil {
@@ -477,17 +475,28 @@ func (rr *RaftReplicas) Transfer(ctx context.Context, topic string, index int32,
 		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return err
 		}
-		for g.raft.State() == raft.Leader {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w (waiting for it: %w)", err, ctx.Err())
-			case <-tick.C:
-			}
+		if err := awaitStepDown(ctx, g, err); err != nil {
+			return err
 		}
 		if _, lid := g.raft.LeaderWithID(); to <= 0 || lid == serverID(to) {
 			return nil
 		}
 	}
+}
+
+// awaitStepDown waits for g to stop leading, after a transfer failed with
+// busy because another one is under way.
+func awaitStepDown(ctx context.Context, g *group, busy error) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for g.raft.State() == raft.Leader {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (waiting for it: %w)", busy, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // TransferAll hands every leadership this node holds to an in-sync
@@ -518,7 +527,11 @@ func (rr *RaftReplicas) TransferAll(ctx context.Context) error {
 		ps = append(ps, pending{g, f})
 	}
 	for _, p := range ps {
-		if err := rr.awaitTransfer(ctx, p.g, p.f); err != nil {
+		err := rr.awaitTransfer(ctx, p.g, p.f)
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			err = awaitStepDown(ctx, p.g, err) // a draining node's own hand-off
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

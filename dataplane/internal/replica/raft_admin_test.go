@@ -123,7 +123,7 @@ func FuzzAdminDecoders(f *testing.F) {
 // TestRaftTransferWhileOneIsUnderWay asks for a transfer while the leader
 // is already moving its leadership (as a draining node does by itself):
 // the request waits for the first transfer and then succeeds, whether the
-// first went to the same node or elsewhere.
+// first went to the same node or elsewhere; so does the SIGTERM hand-off.
 func TestRaftTransferWhileOneIsUnderWay(t *testing.T) {
 	c := newTestCluster(t, 3, fastTimings())
 	c.createTopicOn("tw", [][]int32{{1, 2, 3}}, nil)
@@ -152,6 +152,22 @@ func TestRaftTransferWhileOneIsUnderWay(t *testing.T) {
 		if n, _ := c.leader("tw", 0, 10*time.Second); n.id != second {
 			t.Fatalf("node %d leads; want %d", n.id, second)
 		}
+	}
+
+	// The SIGTERM hand-off counts a transfer under way as its own.
+	ln, _ := c.leader("tw", 0, 10*time.Second)
+	f, err := ln.rr.startTransfer(ln.rr.group("tw", 0), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.rr.TransferAll(ctx); err != nil {
+		t.Fatalf("hand-off while a transfer is under way: %v", err)
+	}
+	if err := f.Error(); err != nil {
+		t.Fatalf("first transfer: %v", err)
+	}
+	if n, _ := c.leader("tw", 0, 10*time.Second); n == ln {
+		t.Fatalf("node %d still leads after its hand-off", ln.id)
 	}
 	c.produceRetrying("tw", 0, makeBatch(2, "b", -1, 0, 0))
 }
