@@ -12,6 +12,19 @@ import (
 	"github.com/chronik-stream/chronik/dataplane/internal/batch"
 )
 
+// writeBufs holds Append's copies of the batches it rewrites. They are
+// shared by every log, so that memory follows the appends under way and
+// not the partitions that ever took one (a buffer kept per log pinned
+// up to 8 MiB in each of them).
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func putWriteBuf(b *[]byte) {
+	if cap(*b) > 8<<20 {
+		return // do not keep one huge append's buffer
+	}
+	writeBufs.Put(b)
+}
+
 // Log is one partition's segmented log. See the package documentation for
 // which calls may run concurrently.
 type Log struct {
@@ -21,7 +34,6 @@ type Log struct {
 	cfg atomic.Pointer[Config]
 
 	writeMu sync.Mutex // the single writer: Append, TruncateAll, Close, Delete
-	wbuf    []byte     // Append's copy of the batches, reused
 	ibuf    []byte     // index entry encoding scratch, reused
 	wbSeg   *segment   // the segment whose writeback was last started
 	wbFrom  int64      // where in wbSeg writeback has not been started yet
@@ -97,9 +109,11 @@ func (l *Log) Append(batches []byte, leaderEpoch int32) (first, last int64, err 
 
 	first = next
 	mark := seg.ix.mark()
-	l.wbuf = append(l.wbuf[:0], batches...)
+	wbuf := writeBufs.Get().(*[]byte)
+	defer putWriteBuf(wbuf)
+	*wbuf = append((*wbuf)[:0], batches...)
 	pos := seg.size
-	it := batch.NewIter(l.wbuf)
+	it := batch.NewIter(*wbuf)
 	for b, ok := it.Next(); ok; b, ok = it.Next() {
 		batch.SetBaseOffset(b, next)
 		batch.SetPartitionLeaderEpoch(b, leaderEpoch)
@@ -108,19 +122,16 @@ func (l *Log) Append(batches []byte, leaderEpoch int32) (first, last int64, err 
 		pos += int64(len(b))
 		next = h.NextOffset()
 	}
-	if _, err := seg.f.WriteAt(l.wbuf, seg.size); err != nil {
+	if _, err := seg.f.WriteAt(*wbuf, seg.size); err != nil {
 		seg.ix.reset(mark)
 		return 0, 0, fmt.Errorf("append at %d: write segment %d: %w", first, seg.base, err)
 	}
-	l.maybeStartWriteback(seg, seg.size+int64(len(l.wbuf)))
+	l.maybeStartWriteback(seg, seg.size+int64(len(*wbuf)))
 	off, tim, ibuf, err := seg.writeIndexes(l.ibuf)
 	l.ibuf = ibuf
 	if err != nil {
 		seg.ix.reset(mark)
 		return 0, 0, fmt.Errorf("append at %d: %w", first, err)
-	}
-	if cap(l.wbuf) > 8<<20 {
-		l.wbuf = nil // do not pin one huge append's buffer
 	}
 
 	l.mu.Lock()

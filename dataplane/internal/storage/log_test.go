@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -594,4 +595,31 @@ func segmentOf(l *Log, off int64) int64 {
 		}
 	}
 	return base
+}
+
+// Append keeps no copy of what it wrote per log: many logs that each took
+// one large append hold no more heap than one would.
+func TestAppendPinsNoBufferPerLog(t *testing.T) {
+	const logs, size = 48, 1 << 20
+	b := makeBatch(1, 0, size, "big")
+	var ls []*Log
+	for i := range logs {
+		ls = append(ls, openLog(t, Config{Dir: filepath.Join(t.TempDir(), fmt.Sprint(i))}))
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	for _, l := range ls {
+		if _, _, err := l.Append(b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if grew := int64(heap()) - int64(before); grew > logs*size/4 {
+		t.Fatalf("heap grew %d MiB after one %d MiB append to each of %d logs", grew>>20, size>>20, logs)
+	}
+	runtime.KeepAlive(ls)
 }
