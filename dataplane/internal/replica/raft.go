@@ -454,49 +454,48 @@ func (rr *RaftReplicas) DeleteRecords(ctx context.Context, p *partition.Partitio
 
 // Transfer hands the leadership of topic/index to node to, or to the most
 // caught-up in-sync replica when to <= 0, and returns once it moved.
-//
-// Raft runs one transfer per group at a time. When another is under way
-// (a draining node handing its leadership on), Transfer waits for it to
-// end: if it moved the leadership where this one would have, that is
-// success; if the leadership went elsewhere, Transfer returns ErrNotLeader
-// so that the caller asks the new leader; if it failed, Transfer tries
-// again.
 func (rr *RaftReplicas) Transfer(ctx context.Context, topic string, index int32, to int32) error {
 	g := rr.group(topic, index)
 	if g == nil {
 		return fmt.Errorf("transfer %s/%d: %w", topic, index, ErrUnknownPartition)
 	}
+	f, err := rr.startTransfer(g, to)
+	if err != nil {
+		return err
+	}
+	return rr.finishTransfer(ctx, g, to, f)
+}
+
+// finishTransfer waits for the transfer f of g to node to (or any, when
+// to <= 0). Raft runs one transfer per group at a time; when another was
+// under way (a draining node handing its leadership on), finishTransfer
+// waits for that one to end. If it moved the leadership where f would
+// have, that is success; if the leadership went elsewhere, it returns
+// ErrNotLeader, so that the caller asks the new leader; if it failed,
+// finishTransfer starts f again.
+func (rr *RaftReplicas) finishTransfer(ctx context.Context, g *group, to int32, f raft.Future) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		f, err := rr.startTransfer(g, to)
-		if err != nil {
-			return err
-		}
-		err = rr.awaitTransfer(ctx, g, f)
+		err := rr.awaitTransfer(ctx, g, f)
 		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return err
 		}
-		if err := awaitStepDown(ctx, g, err); err != nil {
-			return err
-		}
-		if _, lid := g.raft.LeaderWithID(); to <= 0 || lid == serverID(to) {
-			return nil
-		}
-	}
-}
-
-// awaitStepDown waits for g to stop leading, after a transfer failed with
-// busy because another one is under way.
-func awaitStepDown(ctx context.Context, g *group, busy error) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for g.raft.State() == raft.Leader {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (waiting for it: %w)", busy, ctx.Err())
+			return fmt.Errorf("%w (waiting for it: %w)", err, ctx.Err())
 		case <-tick.C:
 		}
+		if g.raft.State() != raft.Leader {
+			if _, lid := g.raft.LeaderWithID(); to <= 0 || lid == serverID(to) {
+				return nil
+			}
+			return fmt.Errorf("transfer %s: %w", g.name, ErrNotLeader)
+		}
+		if f, err = rr.startTransfer(g, to); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 // TransferAll hands every leadership this node holds to an in-sync
@@ -527,11 +526,7 @@ func (rr *RaftReplicas) TransferAll(ctx context.Context) error {
 		ps = append(ps, pending{g, f})
 	}
 	for _, p := range ps {
-		err := rr.awaitTransfer(ctx, p.g, p.f)
-		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			err = awaitStepDown(ctx, p.g, err) // a draining node's own hand-off
-		}
-		if err != nil {
+		if err := rr.finishTransfer(ctx, p.g, 0, p.f); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -123,7 +123,8 @@ func FuzzAdminDecoders(f *testing.F) {
 // TestRaftTransferWhileOneIsUnderWay asks for a transfer while the leader
 // is already moving its leadership (as a draining node does by itself):
 // the request waits for the first transfer and then succeeds, whether the
-// first went to the same node or elsewhere; so does the SIGTERM hand-off.
+// first went to the same node, elsewhere, or failed; so does the SIGTERM
+// hand-off.
 func TestRaftTransferWhileOneIsUnderWay(t *testing.T) {
 	c := newTestCluster(t, 3, fastTimings())
 	c.createTopicOn("tw", [][]int32{{1, 2, 3}}, nil)
@@ -169,7 +170,30 @@ func TestRaftTransferWhileOneIsUnderWay(t *testing.T) {
 	if n, _ := c.leader("tw", 0, 10*time.Second); n == ln {
 		t.Fatalf("node %d still leads after its hand-off", ln.id)
 	}
+
+	// A transfer under way that fails leaves the leadership in place, and
+	// the waiting one starts again. The first one's target is cut off and
+	// behind, so Raft gives up on it after an election timeout.
 	c.produceRetrying("tw", 0, makeBatch(2, "b", -1, 0, 0))
+	ln, _ = c.leader("tw", 0, 10*time.Second)
+	ids := slices.DeleteFunc(c.ids(), func(id int32) bool { return id == ln.id })
+	cut, up := ids[0], ids[1]
+	ln.mux.Block(c.nodes[cut].addr)
+	c.produceRetrying("tw", 0, makeBatch(2, "c", -1, 0, 0))
+	if f, err = ln.rr.startTransfer(ln.rr.group("tw", 0), cut); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ln.rr.TransferLeader(ctx, "tw", 0, up); err != nil || got != up {
+		t.Fatalf("transfer to %d after one to cut-off node %d: leader %d, %v", up, cut, got, err)
+	}
+	if err := f.Error(); err == nil {
+		t.Fatalf("transfer to cut-off node %d succeeded", cut)
+	}
+	ln.mux.Unblock(c.nodes[cut].addr)
+	if n, _ := c.leader("tw", 0, 10*time.Second); n.id != up {
+		t.Fatalf("node %d leads; want %d", n.id, up)
+	}
+	c.produceRetrying("tw", 0, makeBatch(2, "d", -1, 0, 0))
 }
 
 // A draining node is not handed leaderships and gives away any Raft
