@@ -115,10 +115,10 @@ type followerStores struct {
 // followerStored records a follower's successful AppendEntries answer and
 // lets the cache forget the entries every other member of the group has
 // stored, but the last: a leader reads its entries only to send them (and
-// the one before, for its term), so those are read again only if a
-// follower loses them (it restarted with a torn tail), and then raft-wal
-// serves them. Until the reporter has read the group's members in this
-// term, nothing is forgotten.
+// the one before, for its term), so those are read again only when a
+// follower asks for them once more (a send that failed, a follower whose
+// log was cut back), and then raft-wal serves them. Until the reporter has
+// read the group's members in this term, nothing is forgotten.
 func (g *group) followerStored(s raftnet.Stored) {
 	mv := g.members.Load()
 	if mv == nil || mv.term != s.Term {
