@@ -159,9 +159,9 @@ func (g *GroupTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 
 // Stored says that a follower has stored a leader's entries up to Last.
 type Stored struct {
-	Target raft.ServerAddress
-	Term   uint64 // the leader's term
-	Last   uint64 // the index of the last entry the request carried
+	ID   raft.ServerID // the follower
+	Term uint64        // the leader's term
+	Last uint64        // the index of the last entry the request carried
 }
 
 // OnStored sets fn, called (on Raft's replication goroutines) each time a
@@ -175,17 +175,17 @@ func (g *GroupTransport) OnStored(fn func(Stored)) {
 }
 
 // noteStored calls the OnStored hook for a completed AppendEntries.
-func (g *GroupTransport) noteStored(target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
+func (g *GroupTransport) noteStored(id raft.ServerID, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
 	fn := g.stored.Load()
 	if fn == nil || !resp.Success || len(args.Entries) == 0 {
 		return
 	}
-	(*fn)(Stored{Target: target, Term: args.Term, Last: args.Entries[len(args.Entries)-1].Index})
+	(*fn)(Stored{ID: id, Term: args.Term, Last: args.Entries[len(args.Entries)-1].Index})
 }
 
 // AppendEntries implements raft.Transport. Heartbeats travel on the control
 // connection, entries on the data connection.
-func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+func (g *GroupTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	l := laneData
 	if isHeartbeat(args) {
 		l = laneCtl
@@ -193,7 +193,7 @@ func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddres
 	if err := g.roundTrip(l, target, opAppendEntries, args, resp); err != nil {
 		return err
 	}
-	g.noteStored(target, args, resp)
+	g.noteStored(id, args, resp)
 	return nil
 }
 

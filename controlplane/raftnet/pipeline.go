@@ -14,7 +14,7 @@ import (
 // responses complete in send order. With PipelineDepth 1 it returns
 // raft.ErrPipelineReplicationNotSupported and Raft replicates one request at
 // a time.
-func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+func (g *GroupTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	depth := g.m.cfg.PipelineDepth
 	if depth < 2 {
 		return nil, raft.ErrPipelineReplicationNotSupported
@@ -29,6 +29,7 @@ func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 	p := &pipeline{
 		g:        g,
 		s:        s,
+		id:       id,
 		target:   target,
 		slots:    make(chan struct{}, depth),
 		inflight: make(chan *appendFuture, depth),
@@ -47,6 +48,7 @@ func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 type pipeline struct {
 	g        *GroupTransport
 	s        *session
+	id       raft.ServerID
 	target   raft.ServerAddress
 	slots    chan struct{}      // one per request in flight
 	inflight chan *appendFuture // in send order
@@ -175,7 +177,7 @@ func (p *pipeline) decode(r result, f *appendFuture) error {
 	if err := p.s.decode(r, f.resp); err != nil {
 		return p.g.wrap(opAppendEntries, p.target, err)
 	}
-	p.g.noteStored(p.target, f.args, f.resp)
+	p.g.noteStored(p.id, f.args, f.resp)
 	return nil
 }
 

@@ -526,7 +526,7 @@ func TestOnStoredHearsAcceptedEntries(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []Stored{{target, 3, 4}, {target, 3, 7}, {target, 3, 10}}
+	want := []Stored{{"n1", 3, 4}, {"n1", 3, 7}, {"n1", 3, 10}}
 	if !slices.Equal(heard, want) {
 		t.Fatalf("heard %v, want %v", heard, want)
 	}

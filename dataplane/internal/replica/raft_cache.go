@@ -18,7 +18,10 @@ const logCacheIdle = 10 * time.Second
 
 // logCache keeps a group's newest Raft entries in memory in front of its
 // raft-wal log, as raft.LogCache does (the last len(ring) entries, by
-// index), and lets them go once the group has been idle for a while.
+// index). Unlike raft.LogCache it lets entries go once no one needs them:
+// a follower's once applied (forget), a leader's once every follower has
+// stored them (followerStored), and all of them once the group has been
+// idle for a while.
 // raft.LogCache keeps its last entries for as long as the group lives:
 // after a burst of large batches, 16 quiet partitions held about 400 MB
 // per node. Once a group is idle its followers have applied everything,
@@ -109,7 +112,7 @@ func (c *logCache) forgetThrough(idx uint64) {
 type followerStores struct {
 	mu   sync.Mutex
 	term uint64
-	last map[raft.ServerAddress]uint64
+	last map[int32]uint64 // by node id
 }
 
 // followerStored records a follower's successful AppendEntries answer and
@@ -121,27 +124,22 @@ type followerStores struct {
 // read the group's members in this term, nothing is forgotten.
 func (g *group) followerStored(s raftnet.Stored) {
 	mv := g.members.Load()
-	if mv == nil || mv.term != s.Term {
+	from, ok := nodeID(s.ID)
+	if mv == nil || mv.term != s.Term || !ok {
 		return
 	}
 	fs := &g.stores
 	fs.mu.Lock()
 	if fs.term != s.Term {
-		fs.term, fs.last = s.Term, map[raft.ServerAddress]uint64{}
+		fs.term, fs.last = s.Term, map[int32]uint64{}
 	}
-	fs.last[s.Target] = max(fs.last[s.Target], s.Last)
+	fs.last[from] = max(fs.last[from], s.Last)
 	low, others := uint64(math.MaxUint64), 0
 	for _, id := range mv.ids {
-		if id == g.rr.cfg.NodeID {
-			continue
+		if id != g.rr.cfg.NodeID {
+			low = min(low, fs.last[id])
+			others++
 		}
-		addr, ok := g.rr.addr(id)
-		if !ok {
-			low = 0
-			break
-		}
-		low = min(low, fs.last[raft.ServerAddress(addr)])
-		others++
 	}
 	fs.mu.Unlock()
 	if others > 0 && low > 1 {

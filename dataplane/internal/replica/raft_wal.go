@@ -51,9 +51,10 @@ var pageSize = int64(os.Getpagesize())
 // further behind than the group's entry cache (raft_cache.go), and at
 // start-up; in between, every appended byte would otherwise sit in the
 // page cache beside the partition log that holds the same bytes, and push
-// out the pages consumers do read. Handing them back also lets the next appends reuse
-// those pages instead of taking new ones, which on a virtual machine
-// whose free memory goes back to the host is most of the cost of a write.
+// out the pages consumers do read. Handing them back also lets the next
+// appends reuse those pages instead of taking new ones, which on a
+// virtual machine whose free memory goes back to the host is most of the
+// cost of a write.
 //
 // Only whole pages below the end of the last write are dropped: the
 // partial page at the end is written again by the next append, and
