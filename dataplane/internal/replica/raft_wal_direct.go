@@ -35,8 +35,9 @@ const directBlock = 4096
 // reads, Sync and Close: the kernel drops any cached page a direct write
 // overlaps, so a read never sees stale bytes.
 type directFile struct {
-	types.WritableFile          // buffered: ReadAt, Sync, Close
-	direct             *os.File // the same file, opened O_DIRECT
+	types.WritableFile              // buffered: ReadAt, Sync, Close
+	direct             directWriter // the same file, opened O_DIRECT
+	refused            bool         // a direct write failed with EINVAL
 
 	tail    [directBlock]byte // the bytes of the block at tailAt, up to tailLen
 	tailAt  int64             // -1: nothing kept
@@ -58,8 +59,17 @@ func writeDirect(f types.WritableFile) types.WritableFile {
 	return &directFile{WritableFile: f, direct: direct, tailAt: -1}
 }
 
+// directWriter is where directFile's aligned writes go.
+type directWriter interface {
+	io.WriterAt
+	io.Closer
+}
+
 // WriteAt implements io.WriterAt. raft-wal appends from one goroutine.
 func (d *directFile) WriteAt(p []byte, off int64) (int, error) {
+	if d.refused {
+		return d.WritableFile.WriteAt(p, off)
+	}
 	start := off &^ (directBlock - 1)
 	head := int(off - start)
 	size := (head + len(p) + directBlock - 1) &^ (directBlock - 1)
@@ -76,7 +86,12 @@ func (d *directFile) WriteAt(p []byte, off int64) (int, error) {
 	copy(b[head:], p)
 	clear(b[head+len(p):])
 	d.tailAt = -1 // until this write is known to have landed
-	if _, err := d.direct.WriteAt(b, start); err != nil {
+	if _, err := d.direct.WriteAt(b, start); errors.Is(err, unix.EINVAL) {
+		// Opened O_DIRECT, but the file system will not write that way
+		// (or wants a larger alignment): write through the page cache.
+		d.refused = true
+		return d.WritableFile.WriteAt(p, off)
+	} else if err != nil {
 		return 0, err
 	}
 	end := off + int64(len(p))

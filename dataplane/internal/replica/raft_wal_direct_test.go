@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/types"
+	"golang.org/x/sys/unix"
 )
 
 // A segment written with O_DIRECT holds exactly what buffered writes would
@@ -97,4 +98,40 @@ func TestDirectFileWritesWhatBufferedWould(t *testing.T) {
 	check(f, "append after reopening")
 	write(f, 2*directBlock, false)
 	check(f, "second append after reopening")
+}
+
+// einvalWriter refuses every write as a file system that accepts O_DIRECT
+// at open but not at write would.
+type einvalWriter struct{}
+
+func (einvalWriter) WriteAt([]byte, int64) (int, error) { return 0, unix.EINVAL }
+func (einvalWriter) Close() error                       { return nil }
+
+// When the file system refuses a direct write, the segment is written
+// through the page cache from then on, and nothing is lost.
+func TestDirectFileFallsBackWhenRefused(t *testing.T) {
+	dir := t.TempDir()
+	f, err := fs.New().Create(dir, "seg", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &directFile{WritableFile: f, direct: einvalWriter{}, tailAt: -1}
+	defer d.Close()
+	want := []byte("first append, then a second one")
+	for _, part := range [][]byte{want[:13], want[13:]} {
+		off := int64(bytes.Index(want, part))
+		if n, err := d.WriteAt(part, off); err != nil || n != len(part) {
+			t.Fatalf("write at %d: %d, %v", off, n, err)
+		}
+	}
+	if !d.refused {
+		t.Fatal("the refused direct write was not noticed")
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "seg"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("segment holds %q, %v; want %q", got, err, want)
+	}
 }
