@@ -74,3 +74,20 @@ func TestConfluentKafkaPython(t *testing.T) {
 	}
 	t.Log(out)
 }
+
+// kafkajs, as it ships, against a three-node cluster: a replicated topic,
+// idempotent acks=all produce, a consumer group that commits, and a second
+// session that resumes after the commit (testdata/kafkajs/basic.js).
+func TestKafkaJS(t *testing.T) {
+	needTool(t, "node", "-e", "require('./testdata/kafkajs/node_modules/kafkajs')")
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "testdata/kafkajs/basic.js", strings.Join(c.Addrs(), ","), "3")
+	cmd.Env = append(os.Environ(), "KAFKAJS_NO_PARTITIONER_WARNING=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK 360") {
+		t.Fatalf("kafkajs: %v\n%s", err, out)
+	}
+	t.Log(strings.TrimSpace(string(out)))
+}
