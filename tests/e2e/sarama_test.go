@@ -100,6 +100,92 @@ func TestSarama(t *testing.T) {
 	for _, v := range []sarama.KafkaVersion{sarama.V1_0_0_0, sarama.DefaultVersion, sarama.V3_6_0_0} {
 		t.Run(v.String(), func(t *testing.T) { saramaRoundTrip(t, c.Addrs(), v) })
 	}
+	t.Run("failover", func(t *testing.T) { saramaFailover(t, c) })
+}
+
+// saramaFailover: an idempotent Sarama producer keeps writing one record
+// at a time while the partition's leader is killed with -9 and restarted;
+// every send it was told succeeded is read back exactly once, in order.
+func saramaFailover(t *testing.T, c *framework.Cluster) {
+	const topic, total, killAt = "sarama-failover", 600, 200
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Idempotent = true
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Retry.Max = 100
+	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Metadata.Retry.Max = 100
+	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
+	cfg.Consumer.Return.Errors = true
+
+	admin, err := sarama.NewClusterAdmin(c.Addrs(), cfg)
+	if err != nil {
+		t.Fatalf("sarama admin: %v", err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 3}, false); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	var leader int
+	framework.Eventually(t, 20*time.Second, "a leader of "+topic, func() bool {
+		leader = c.RaftLeader(topic, 0)
+		return leader != 0
+	})
+	prod, err := sarama.NewSyncProducer(c.Addrs(), cfg)
+	if err != nil {
+		t.Fatalf("sarama producer: %v", err)
+	}
+	defer prod.Close()
+
+	var acked []string
+	for i := 0; i < total; i++ {
+		if i == killAt {
+			t.Logf("kill -9 node %d, the leader of %s/0", leader, topic)
+			c.Node(leader).Kill()
+		}
+		if i == killAt+100 {
+			c.Node(leader).Start()
+		}
+		v := value(i)
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+			t.Fatalf("send %s (after %d acknowledged): %v", v, len(acked), err)
+		}
+		acked = append(acked, v)
+	}
+
+	cons, err := sarama.NewConsumer(c.Addrs(), cfg)
+	if err != nil {
+		t.Fatalf("sarama consumer: %v", err)
+	}
+	defer cons.Close()
+	pc, err := cons.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatalf("consume %s/0: %v", topic, err)
+	}
+	defer pc.Close()
+	timeout := time.After(60 * time.Second)
+	for i := 0; i < len(acked); i++ {
+		select {
+		case m := <-pc.Messages():
+			if string(m.Value) != acked[i] {
+				t.Fatalf("offset %d holds %s, want %s: a record was lost or written twice", m.Offset, m.Value, acked[i])
+			}
+		case err := <-pc.Errors():
+			t.Fatalf("consume %s/0: %v", topic, err)
+		case <-timeout:
+			t.Fatalf("read back %d of %d acknowledged records in 60 s", i, len(acked))
+		}
+	}
+	cl, err := sarama.NewClient(c.Addrs(), cfg)
+	if err != nil {
+		t.Fatalf("sarama client: %v", err)
+	}
+	defer cl.Close()
+	if end, err := cl.GetOffset(topic, 0, sarama.OffsetNewest); err != nil || end != int64(len(acked)) {
+		t.Fatalf("%s/0 ends at offset %d (%v), want %d: records were written twice", topic, end, err, len(acked))
+	}
 }
 
 func saramaRoundTrip(t *testing.T, addrs []string, version sarama.KafkaVersion) {
