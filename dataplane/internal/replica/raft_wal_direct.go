@@ -34,9 +34,15 @@ const directBlock = 4096
 // end of the segment. The buffered descriptor still serves raft-wal's
 // reads, Sync and Close: the kernel drops any cached page a direct write
 // overlaps, so a read never sees stale bytes.
+//
+// The O_DIRECT descriptor is open only from a write to the Sync that
+// follows it: raft-wal keeps every segment's file open until the segment
+// is deleted, and a second descriptor for each would double what a
+// broker with many partitions holds.
 type directFile struct {
 	types.WritableFile              // buffered: ReadAt, Sync, Close
-	direct             directWriter // the same file, opened O_DIRECT
+	path               string       // to open the O_DIRECT descriptor
+	direct             directWriter // open between a write and the next Sync
 	refused            bool         // a direct write failed with EINVAL
 
 	tail    [directBlock]byte // the bytes of the block at tailAt, up to tailLen
@@ -52,11 +58,29 @@ func writeDirect(f types.WritableFile) types.WritableFile {
 	if !ok {
 		return dropSynced(f)
 	}
-	direct, err := os.OpenFile(named.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
-	if err != nil {
+	d := &directFile{WritableFile: f, path: named.Name(), tailAt: -1}
+	if err := d.openDirect(); err != nil {
 		return dropSynced(f)
 	}
-	return &directFile{WritableFile: f, direct: direct, tailAt: -1}
+	return d
+}
+
+func (d *directFile) openDirect() error {
+	f, err := os.OpenFile(d.path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return err
+	}
+	d.direct = f
+	return nil
+}
+
+func (d *directFile) closeDirect() error {
+	if d.direct == nil {
+		return nil
+	}
+	err := d.direct.Close()
+	d.direct = nil
+	return err
 }
 
 // directWriter is where directFile's aligned writes go.
@@ -69,6 +93,11 @@ type directWriter interface {
 func (d *directFile) WriteAt(p []byte, off int64) (int, error) {
 	if d.refused {
 		return d.WritableFile.WriteAt(p, off)
+	}
+	if d.direct == nil {
+		if err := d.openDirect(); err != nil {
+			return 0, err
+		}
 	}
 	start := off &^ (directBlock - 1)
 	head := int(off - start)
@@ -114,9 +143,16 @@ func (d *directFile) readHead(b []byte, start int64) error {
 	return err
 }
 
+// Sync implements types.WritableFile: the buffered descriptor's fsync
+// covers what the direct one wrote, which is then closed until the next
+// write.
+func (d *directFile) Sync() error {
+	return errors.Join(d.WritableFile.Sync(), d.closeDirect())
+}
+
 // Close implements io.Closer.
 func (d *directFile) Close() error {
-	return errors.Join(d.direct.Close(), d.WritableFile.Close())
+	return errors.Join(d.closeDirect(), d.WritableFile.Close())
 }
 
 // directBuf is a block-aligned buffer for direct writes.

@@ -82,6 +82,9 @@ func TestDirectFileWritesWhatBufferedWould(t *testing.T) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	if n := openDescriptors(t, filepath.Join(dir, "seg")); n != 1 {
+		t.Fatalf("after Sync the segment is open %d times, want once: raft-wal keeps every segment open", n)
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,4 +137,20 @@ func TestDirectFileFallsBackWhenRefused(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("segment holds %q, %v; want %q", got, err, want)
 	}
+}
+
+// openDescriptors counts this process's descriptors open on path.
+func openDescriptors(t *testing.T, path string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }
