@@ -22,7 +22,7 @@ const directBlock = 4096
 // A buffered write copies each byte into a page-cache page, and on a
 // virtual machine whose free memory goes back to the host a page taken
 // afresh costs several times the copy. With three replicas on one host
-// that copy of the Raft log was a fifth of a node's CPU under load; a
+// that copy of the Raft log took a fifth of the host's CPU under load; a
 // direct write costs one copy into an aligned buffer, in user space.
 // Nothing is lost by bypassing the cache: Raft reads its log back only
 // for a follower further behind than the entry cache, and at start-up.

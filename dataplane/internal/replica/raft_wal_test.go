@@ -100,9 +100,10 @@ func TestRaftWALSegmentsAreSparse(t *testing.T) {
 	}
 }
 
-// Once raft-wal has synced its entries, their whole pages leave the page
-// cache, and the log still reads back every entry, before and after a
-// reopen.
+// Once raft-wal has synced its entries, none of their whole pages stays in
+// the page cache (written with O_DIRECT, or dropped after the sync where
+// the file system refuses that), and the log still reads back every entry,
+// before and after a reopen.
 func TestRaftWALHandsBackSyncedPages(t *testing.T) {
 	dir := t.TempDir()
 	var fs unix.Statfs_t
