@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -259,24 +260,68 @@ func awaitInSync(t *testing.T, c *framework.Cluster, topic string, partitions, r
 func awaitSameLogs(t *testing.T, c *framework.Cluster, topic string, partitions int) {
 	t.Helper()
 	for p := 0; p < partitions; p++ {
+		dir := fmt.Sprintf("%s-%d", topic, p)
+		deadline := time.Now().Add(30 * time.Second)
 		var diff string
-		framework.Eventually(t, 30*time.Second, fmt.Sprintf("identical replicas of %s/%d", topic, p), func() bool {
-			var first []byte
+		for {
+			logs := make([][]byte, len(c.Nodes))
 			for i, n := range c.Nodes {
-				b := readLog(t, filepath.Join(n.DataDir, "topics", fmt.Sprintf("%s-%d", topic, p)))
-				if i == 0 {
-					first = b
-				} else if !bytes.Equal(first, b) {
-					diff = fmt.Sprintf("node 1 has %d bytes, node %d %d", len(first), i+1, len(b))
-					return false
-				}
+				logs[i] = readLog(t, filepath.Join(n.DataDir, "topics", dir))
 			}
-			return len(first) > 0
-		})
-		if diff != "" {
-			t.Logf("%s/%d converged (earlier: %s)", topic, p, diff)
+			prev := diff
+			diff = logsDiffer(logs)
+			if diff == "" && len(logs[0]) > 0 {
+				if prev != "" {
+					t.Logf("%s/%d converged (earlier: %s)", topic, p, prev)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				var applied []string
+				for i, n := range c.Nodes {
+					m := n.Metrics()
+					applied = append(applied, fmt.Sprintf("node %d applied %v commit %v", i+1,
+						m[fmt.Sprintf("raft_applied_index{topic=%q,partition=\"%d\"}", topic, p)],
+						m[fmt.Sprintf("raft_commit_index{topic=%q,partition=\"%d\"}", topic, p)]))
+				}
+				t.Fatalf("replicas of %s/%d still differ after 30s: %s; %s", topic, p, diff, strings.Join(applied, ", "))
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// logsDiffer describes how the other replicas' logs differ from the first
+// one's, or returns "" when all are the same.
+func logsDiffer(logs [][]byte) string {
+	var out []string
+	for i := 1; i < len(logs); i++ {
+		a, b := logs[0], logs[i]
+		if bytes.Equal(a, b) {
+			continue
+		}
+		at := 0
+		for at < len(a) && at < len(b) && a[at] == b[at] {
+			at++
+		}
+		out = append(out, fmt.Sprintf("node 1 has %d bytes, node %d %d, first difference at byte %d (node 1: %s; node %d: %s)",
+			len(a), i+1, len(b), at, batchAt(a, at), i+1, batchAt(b, at)))
+	}
+	return strings.Join(out, "; ")
+}
+
+// batchAt describes the record batch of log that holds byte at.
+func batchAt(log []byte, at int) string {
+	for pos := 0; pos+61 <= len(log); {
+		size := 12 + int(binary.BigEndian.Uint32(log[pos+8:]))
+		if at < pos+size || size <= 12 {
+			return fmt.Sprintf("batch at byte %d: base offset %d, %d bytes, leader epoch %d, %d records",
+				pos, int64(binary.BigEndian.Uint64(log[pos:])), size,
+				int32(binary.BigEndian.Uint32(log[pos+12:])), int32(binary.BigEndian.Uint32(log[pos+57:])))
+		}
+		pos += size
+	}
+	return "past the last whole batch"
 }
 
 // readLog concatenates a partition directory's segment files.
