@@ -102,8 +102,13 @@ func TestCommitFailureLeavesOffsets(t *testing.T) {
 	}
 
 	// A leader's assignment that cannot be stored sends members back to
-	// join.
+	// join. The follower syncs first, so that it is waiting when the store
+	// fails (one that syncs after the failure is told the group is
+	// rebalancing instead).
 	ms := h.joinAll(joinReq("r", ""), joinReq("r", ""))
+	if ms[0].id == ms[0].res.LeaderID {
+		ms[0], ms[1] = ms[1], ms[0]
+	}
 	var chans []<-chan SyncResult
 	for _, m := range ms {
 		r := SyncRequest{Group: "r", Generation: 1, MemberID: m.id}
