@@ -33,7 +33,7 @@ func (g *GroupTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Ser
 		target:   target,
 		slots:    make(chan struct{}, depth),
 		inflight: make(chan *appendFuture, depth),
-		doneCh:   make(chan raft.AppendFuture, depth),
+		doneCh:   make(chan raft.AppendFuture, depth+unreadAnswers),
 		stop:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -42,6 +42,14 @@ func (g *GroupTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Ser
 	}
 	return p, nil
 }
+
+// unreadAnswers is how many completed requests a pipeline holds for Raft
+// beyond its depth. Raft's decoder stops reading at the first failed
+// answer while its sender goes on until it next looks (a random pick among
+// ready channels); with room for only the requests in flight, the sender
+// soon waited for a slot that only a read answer frees. AppendEntries
+// still gives up after the RPC timeout should this fill.
+const unreadAnswers = 64
 
 // pipeline is one group's AppendEntries pipeline to one follower. Its
 // decodeLoop goroutine is owned by the Mux and stopped by Close.
@@ -61,16 +69,10 @@ type pipeline struct {
 }
 
 // AppendEntries implements raft.AppendPipeline. It blocks while the
-// pipeline is full.
+// pipeline is full, for at most the RPC timeout.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-p.stop:
-		return nil, ErrPipelineClosed
-	case <-p.s.done:
-		return nil, p.g.wrap(opAppendEntries, p.target, p.s.closedErr())
-	case <-p.g.ctx.Done():
-		return nil, p.g.wrap(opAppendEntries, p.target, ErrTransportClosed)
+	if err := p.takeSlot(); err != nil {
+		return nil, err
 	}
 	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
 	var e encoder
@@ -92,6 +94,29 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	f.call = c
 	p.inflight <- f // never blocks: a slot is held
 	return f, nil
+}
+
+// takeSlot waits for room for one more request in flight.
+func (p *pipeline) takeSlot() error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	full := time.NewTimer(p.g.m.cfg.RPCTimeout)
+	defer full.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-full.C:
+		return p.g.wrap(opAppendEntries, p.target, ErrTimeout)
+	case <-p.stop:
+		return ErrPipelineClosed
+	case <-p.s.done:
+		return p.g.wrap(opAppendEntries, p.target, p.s.closedErr())
+	case <-p.g.ctx.Done():
+		return p.g.wrap(opAppendEntries, p.target, ErrTransportClosed)
+	}
 }
 
 // Consumer implements raft.AppendPipeline.

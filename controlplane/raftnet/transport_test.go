@@ -211,6 +211,53 @@ func TestPipelineKeepsOrder(t *testing.T) {
 	}
 }
 
+// Raft's pipeline decoder stops reading the pipeline's answers as soon as
+// one fails, while its sender may still be sending. A send must then
+// neither hang (that stopped the group's replication to the follower for
+// good: heartbeats went on, entries and the commit index did not) nor
+// wait longer than the RPC timeout.
+func TestPipelineSendOutlivesItsDecoder(t *testing.T) {
+	checkGoroutines(t)
+	const rpcTimeout = 300 * time.Millisecond
+	a := newTestMux(t, "127.0.0.1:0", func(c *Config) { c.RPCTimeout = rpcTimeout })
+	b := newTestMux(t, "127.0.0.1:0")
+	serveRPCs(t, b.Transport("g"), answerAppend)
+	p, err := a.Transport("g").AppendEntriesPipeline("n1", raft.ServerAddress(b.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const sends = 200
+	done := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for i := range sends {
+			req := &raft.AppendEntriesRequest{Term: 2, Leader: []byte("x"), PrevLogEntry: uint64(i),
+				Entries: []*raft.Log{{Index: uint64(i + 1), Term: 2}}}
+			start := time.Now()
+			_, err := p.AppendEntries(req, new(raft.AppendEntriesResponse))
+			if took := time.Since(start); took > rpcTimeout+time.Second {
+				t.Errorf("send %d took %v", i, took)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrTimeout) {
+					t.Errorf("send %d: %v, want a timeout", i, err)
+				}
+				return // Raft stops sending on the first error
+			}
+			n++
+		}
+	}()
+	// Nobody reads p.Consumer(), as after Raft's decoder returned.
+	select {
+	case n := <-done:
+		t.Logf("%d sends went out before the unread answers stopped them", n)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a pipeline send hung once nobody read the answers")
+	}
+}
+
 func TestPipelineCloseFailsInflight(t *testing.T) {
 	checkGoroutines(t)
 	a := newTestMux(t, "127.0.0.1:0")
