@@ -161,11 +161,20 @@ type directBuf struct {
 	b   []byte // the aligned part
 }
 
-// directPoolSize is the size of the pooled buffers: raft-wal's appends
-// are at most walChunkBytes of entries, plus framing and a block ahead.
-const directPoolSize = walChunkBytes + 64<<10
+// directClasses are the sizes of the pooled buffers. Small appends (a few
+// records, one partition's share of a request spread over many) take a
+// small one, so that a broker with many partitions appending at once does
+// not hold a MiB for each; raft-wal's largest appends are walChunkBytes of
+// entries, plus framing and a block ahead.
+var directClasses = [...]int{64 << 10, walChunkBytes + 64<<10}
 
-var directBufs = sync.Pool{New: func() any { return newDirectBuf(directPoolSize) }}
+var directPools [len(directClasses)]sync.Pool
+
+func init() {
+	for i, size := range directClasses {
+		directPools[i].New = func() any { return newDirectBuf(size) }
+	}
+}
 
 func newDirectBuf(size int) *directBuf {
 	mem := make([]byte, size+directBlock)
@@ -173,17 +182,23 @@ func newDirectBuf(size int) *directBuf {
 	return &directBuf{mem: mem, b: mem[skip : skip+size]}
 }
 
-// getDirectBuf returns an aligned buffer of at least size bytes; only
-// buffers of directPoolSize are pooled, so one large entry pins nothing.
+// getDirectBuf returns an aligned buffer of at least size bytes. A size
+// beyond the largest class is allocated for the one write, so one large
+// entry pins nothing.
 func getDirectBuf(size int) *directBuf {
-	if size > directPoolSize {
-		return newDirectBuf(size)
+	for i, c := range directClasses {
+		if size <= c {
+			return directPools[i].Get().(*directBuf)
+		}
 	}
-	return directBufs.Get().(*directBuf)
+	return newDirectBuf(size)
 }
 
 func putDirectBuf(b *directBuf) {
-	if len(b.b) == directPoolSize {
-		directBufs.Put(b)
+	for i, c := range directClasses {
+		if len(b.b) == c {
+			directPools[i].Put(b)
+			return
+		}
 	}
 }

@@ -71,7 +71,8 @@ func TestDirectFileWritesWhatBufferedWould(t *testing.T) {
 		furthest = max(furthest, off)
 	}
 
-	sizes := []int{8, 40, directBlock - 48, directBlock, 3*directBlock + 17, directPoolSize + 5000, 100 << 10, 1}
+	sizes := []int{8, 40, directBlock - 48, directBlock, 3*directBlock + 17, directClasses[0] - 10, directClasses[0] + 10,
+		directClasses[len(directClasses)-1] + 5000, 100 << 10, 1}
 	for i, size := range sizes {
 		write(f, size, false)
 		check(f, "append")
