@@ -385,8 +385,13 @@ func TestAdminScaleOutAndDecommission(t *testing.T) {
 	// Rebalance onto it while traffic runs; a second rebalance is refused
 	// while the first runs.
 	done := make(chan framework.CtlResult, 1)
+	rebalanceStart := time.Now()
 	go func() {
-		done <- framework.Chronikctl(t, n1, "--timeout", "150s", "rebalance", "--wait", "--interval", "200ms")
+		// Chronikctl fails the test from this goroutine if chronikctl
+		// cannot run; the deferred send still lets the test go on to end.
+		res := framework.CtlResult{Exit: -1}
+		defer func() { done <- res }()
+		res = framework.Chronikctl(t, n1, "--timeout", "150s", "rebalance", "--wait", "--interval", "200ms")
 	}()
 	framework.EventuallyEvery(t, 30*time.Second, 100*time.Millisecond, "the rebalance to run", func() bool {
 		res := framework.ChronikctlQuiet(t, c.Node(2).Addr(), "--json", "rebalance", "status")
@@ -397,8 +402,9 @@ func TestAdminScaleOutAndDecommission(t *testing.T) {
 		t.Errorf("second rebalance: %d %s", code, body)
 	}
 	if res := <-done; res.Exit != 0 {
-		t.Fatalf("rebalance --wait: exit %d", res.Exit)
+		t.Fatalf("rebalance --wait: exit %d after %v", res.Exit, time.Since(rebalanceStart).Round(time.Millisecond))
 	}
+	t.Logf("rebalance done in %v", time.Since(rebalanceStart).Round(time.Millisecond))
 	st = admHealthy(t, n1, 60*time.Second)
 	for _, n := range st.Status.Nodes {
 		if n.NodeID == 4 && (n.ReplicaCount == 0 || n.LeaderCount == 0) {

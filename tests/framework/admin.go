@@ -27,7 +27,8 @@ type CtlResult struct {
 
 // Chronikctl runs chronikctl against the admin API at server (host:port of
 // a Kafka port) and returns its output and exit code. It fails the test
-// only when the binary cannot run or does not finish within a minute.
+// only when the binary cannot run or does not finish in time: a minute, or
+// 30 s more than a --timeout among args.
 func Chronikctl(t testing.TB, server string, args ...string) CtlResult {
 	t.Helper()
 	res := ChronikctlQuiet(t, server, args...)
@@ -38,7 +39,7 @@ func Chronikctl(t testing.TB, server string, args ...string) CtlResult {
 // ChronikctlQuiet is Chronikctl without logging the output, for polls.
 func ChronikctlQuiet(t testing.TB, server string, args ...string) CtlResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), ctlDeadline(args))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ChronikctlBin(t), append([]string{"--server", server}, args...)...)
 	var out, errOut bytes.Buffer
@@ -54,6 +55,19 @@ func ChronikctlQuiet(t testing.TB, server string, args ...string) CtlResult {
 		t.Fatalf("chronikctl %s: %v\n%s%s", strings.Join(args, " "), err, res.Stdout, res.Stderr)
 	}
 	return res
+}
+
+// ctlDeadline is how long a chronikctl run with args may take: a command
+// told to wait longer than a minute (--timeout) gets that and 30 s more.
+func ctlDeadline(args []string) time.Duration {
+	for i, a := range args {
+		if a == "--timeout" && i+1 < len(args) {
+			if d, err := time.ParseDuration(args[i+1]); err == nil {
+				return max(time.Minute, d+30*time.Second)
+			}
+		}
+	}
+	return time.Minute
 }
 
 // ClusterStatus is the part of `chronikctl cluster status --json` that
