@@ -34,6 +34,9 @@ func TestDirectFileWritesWhatBufferedWould(t *testing.T) {
 		f.Close()
 		t.Skipf("the file system of %s refuses O_DIRECT; raft-wal writes through the page cache there", dir)
 	}
+	if n := openDescriptors(t, filepath.Join(dir, "seg")); n != 1 {
+		t.Fatalf("a new segment is open %d times before its first write, want once", n)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var want []byte // what the segment must hold
 	var off, prev, furthest int64
