@@ -108,16 +108,7 @@ func TestSarama(t *testing.T) {
 // every send it was told succeeded is read back exactly once, in order.
 func saramaFailover(t *testing.T, c *framework.Cluster) {
 	const topic, total, killAt = "sarama-failover", 600, 200
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	cfg.Producer.Idempotent = true
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Retry.Max = 100
-	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
-	cfg.Net.MaxOpenRequests = 1
-	cfg.Metadata.Retry.Max = 100
-	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
+	cfg := saramaConfig(sarama.V3_6_0_0)
 	cfg.Consumer.Return.Errors = true
 
 	admin, err := sarama.NewClusterAdmin(c.Addrs(), cfg)
@@ -188,21 +179,28 @@ func saramaFailover(t *testing.T, c *framework.Cluster) {
 	}
 }
 
-func saramaRoundTrip(t *testing.T, addrs []string, version sarama.KafkaVersion) {
-	topic, group := "sarama-topic-"+version.String(), "sarama-group-"+version.String()
+// saramaConfig is an idempotent acks=all Sarama speaking version, with
+// retries that outlast a leader election (up to 100 x 100 ms).
+func saramaConfig(version sarama.KafkaVersion) *sarama.Config {
 	cfg := sarama.NewConfig()
 	cfg.Version = version
 	cfg.ClientID = "chronik-e2e"
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Producer.Return.Successes = true
-	cfg.Producer.Retry.Max = 20
+	cfg.Producer.Retry.Max = 100
 	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
 	cfg.Net.MaxOpenRequests = 1 // required with Idempotent
+	cfg.Metadata.Retry.Max = 100
+	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
+	return cfg
+}
+
+func saramaRoundTrip(t *testing.T, addrs []string, version sarama.KafkaVersion) {
+	topic, group := "sarama-topic-"+version.String(), "sarama-group-"+version.String()
+	cfg := saramaConfig(version)
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond
-	cfg.Metadata.Retry.Max = 20
-	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
 
 	admin, err := sarama.NewClusterAdmin(addrs, cfg)
 	if err != nil {

@@ -280,7 +280,7 @@ func TestRaftWALReadsWhileAppending(t *testing.T) {
 		}
 	}()
 	data := func(i uint64) []byte {
-		// Sizes that leave the tail mid-block, and content tied to the index.
+		// Sizes that leave the tail mid-page, and content tied to the index.
 		b := make([]byte, 100+int(i*7919%9000))
 		for j := range b {
 			b[j] = byte(i) ^ byte(j) | 1
