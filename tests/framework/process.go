@@ -92,8 +92,8 @@ func StartStandalone(t testing.TB, env ...string) *Server {
 	t.Helper()
 	s := &Server{t: t, Host: "127.0.0.1", DataDir: t.TempDir(), Env: env, Args: []string{"standalone"}}
 	s.Port = FreePort(t, s.Host)
+	t.Cleanup(s.Kill)
 	s.Start()
-	t.Cleanup(func() { s.Kill() })
 	return s
 }
 
@@ -123,6 +123,7 @@ func (s *Server) Launch() {
 	cmd.Env = append(cmd.Env, s.Env...)
 	if s.logs == nil {
 		s.logs = &syncBuffer{}
+		s.t.Cleanup(s.reportOnFailure)
 	}
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
@@ -133,11 +134,20 @@ func (s *Server) Launch() {
 	done := s.done
 	go func() { cmd.Wait(); close(done) }()
 	s.mu.Unlock()
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			s.t.Logf("server %s logs:\n%s", s.Addr(), s.logs.String())
-		}
-	})
+}
+
+// reportOnFailure prints the server's output when the test failed. A
+// server still running is first sent SIGQUIT, so that the output ends
+// with every goroutine's stack: a stall is then diagnosable from the
+// test log alone.
+func (s *Server) reportOnFailure() {
+	if !s.t.Failed() {
+		return
+	}
+	if s.Running() {
+		s.signal(syscall.SIGQUIT)
+	}
+	s.t.Logf("server %s logs:\n%s", s.Addr(), s.logs.String())
 }
 
 // Running reports whether the process is alive.
