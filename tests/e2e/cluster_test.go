@@ -393,6 +393,38 @@ func TestClusterKillNineLosesNothingAcknowledged(t *testing.T) {
 	awaitSameLogs(t, c, topic, parts)
 }
 
+// TestClusterLaggingReplicaTakesOver: a replica restarted after missing
+// thousands of entries is still counted in sync (isr.max_lag_entries is
+// 10000), so when the leader dies right after the restart, the new leader
+// can commit nothing until that replica has caught up. The catch-up must
+// be quick, and nothing acknowledged may be lost.
+func TestClusterLaggingReplicaTakesOver(t *testing.T) {
+	c := framework.StartCluster(t, framework.ClusterOptions{})
+	const topic = "lagging"
+	createTopic(t, c, topic, 1)
+	var leader int
+	framework.Eventually(t, 20*time.Second, "leader of lagging/0", func() bool {
+		leader = c.RaftLeader(topic, 0)
+		return leader != 0
+	})
+	behind := 1 + leader%3
+	t.Logf("kill -9 node %d, a follower of %s/0 (leader %d)", behind, topic, leader)
+	c.Node(behind).Kill()
+
+	pr := startProducer(t, c.Addrs(), topic, 1, 1_000_000)
+	pr.awaitProgress(t, 3000, 60*time.Second, "records while a follower is down")
+	c.Node(behind).Start()
+	t.Logf("node %d restarted; kill -9 node %d, the leader", behind, leader)
+	c.Node(leader).Kill()
+	took := pr.awaitProgress(t, 200, 60*time.Second, "produce after kill -9 of the leader")
+	t.Logf("200 more records acknowledged %v after the kill", took.Round(time.Millisecond))
+	c.Node(leader).Start()
+
+	pr.stop(t)
+	verifyLog(t, c.Addrs(), topic, 1, pr.l)
+	awaitSameLogs(t, c, topic, 1)
+}
+
 // TestClusterQuorumLoss: with two of three nodes gone no write is
 // acknowledged; with one back, writes resume and nothing acknowledged
 // before is lost.
