@@ -65,16 +65,18 @@ type producer struct {
 	done   chan struct{}
 }
 
-func startProducer(t *testing.T, addrs []string, topic string, partitions, max int) *producer {
+func startProducer(t *testing.T, addrs []string, topic string, partitions, max int, opts ...kgo.Opt) *producer {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...),
+	base := []kgo.Opt{kgo.SeedBrokers(addrs...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(90*time.Second),
+		kgo.RecordDeliveryTimeout(90 * time.Second),
 		kgo.MaxBufferedRecords(256),
-		kgo.RetryTimeout(60*time.Second),
-		kgo.MetadataMinAge(250*time.Millisecond),
-		kgo.WithLogger(kgo.BasicLogger(tWriter{t}, kgo.LogLevelWarn, nil)))
+		kgo.RetryTimeout(60 * time.Second),
+		kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.WithLogger(kgo.BasicLogger(tWriter{t}, kgo.LogLevelWarn, nil)),
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +396,7 @@ func TestClusterKillNineLosesNothingAcknowledged(t *testing.T) {
 }
 
 // TestClusterLaggingReplicaTakesOver: a replica restarted after missing
-// thousands of entries is still counted in sync (isr.max_lag_entries is
+// a few thousand entries is still counted in sync (isr.max_lag_entries is
 // 10000), so when the leader dies right after the restart, the new leader
 // can commit nothing until that replica has caught up. The catch-up must
 // be quick, and nothing acknowledged may be lost.
@@ -411,8 +413,10 @@ func TestClusterLaggingReplicaTakesOver(t *testing.T) {
 	t.Logf("kill -9 node %d, a follower of %s/0 (leader %d)", behind, topic, leader)
 	c.Node(behind).Kill()
 
-	pr := startProducer(t, c.Addrs(), topic, 1, 1_000_000)
-	pr.awaitProgress(t, 3000, 60*time.Second, "records while a follower is down")
+	// One record per request, so one Raft entry per record: the most
+	// entries to catch up for the records written.
+	pr := startProducer(t, c.Addrs(), topic, 1, 1_000_000, kgo.MaxBufferedRecords(1))
+	pr.awaitProgress(t, 2000, 60*time.Second, "records while a follower is down")
 	c.Node(behind).Start()
 	t.Logf("node %d restarted; kill -9 node %d, the leader", behind, leader)
 	c.Node(leader).Kill()
