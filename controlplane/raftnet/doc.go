@@ -62,7 +62,8 @@
 //
 // # Pipelining
 //
-// AppendEntriesPipeline returns a real pipeline: up to Config.PipelineDepth
+// With Config.PipelineDepth above 1 (the default is 1: see its comment),
+// AppendEntriesPipeline returns a real pipeline: up to PipelineDepth
 // AppendEntries of one group are in flight on one data-lane connection at a
 // time. Frames on a connection arrive in order and each group's requests are
 // handed to Raft in arrival order, so responses come back in send order.

@@ -102,6 +102,8 @@ func newTestMux(t testing.TB, addr string, opts ...muxOpt) *Mux {
 		Logger:      testLogger(t, ln.Addr().String()+" "),
 		DialTimeout: time.Second,
 		RPCTimeout:  2 * time.Second,
+		// The pipeline is what most of this package's tests exercise.
+		PipelineDepth: 2,
 	}
 	for _, o := range opts {
 		o(&cfg)

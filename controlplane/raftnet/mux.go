@@ -16,7 +16,7 @@ const (
 	DefaultDialTimeout   = 2 * time.Second
 	DefaultRPCTimeout    = 5 * time.Second
 	DefaultMaxFrameSize  = 256 << 20
-	DefaultPipelineDepth = 2
+	DefaultPipelineDepth = 1
 	DefaultCoalesceDelay = 5 * time.Millisecond
 )
 
@@ -46,9 +46,19 @@ type Config struct {
 	// more fails. Keep raft's MaxAppendEntries times the largest entry below it.
 	MaxFrameSize int
 	// PipelineDepth is how many AppendEntries of one group may be in flight
-	// to one follower; 1 disables pipelining. The default of 2, as in raft's
-	// NetworkTransport, overlaps sending with the follower's write; deeper
-	// pipelines send smaller batches and so cost more follower fsyncs.
+	// to one follower; 1, the default, disables pipelining.
+	//
+	// In pipeline mode hashicorp/raft sends a follower at most
+	// MaxAppendEntries entries (64) per new entry or commit tick, and never
+	// loops until the follower has caught up. With partition groups'
+	// commit tick of seconds, a follower back from a restart while writes
+	// have stopped (they wait for it: the other follower is down) catches
+	// up 64 entries per tick, 14 entries/s, and acks=-1 producers stall.
+	// Without a pipeline, raft sends one request at a time but repeats it
+	// until the follower holds everything, and each request carries every
+	// entry waiting by then: RF 3 produce measured 11-16% faster so.
+	// Depth 2 overlaps sending with the follower's write; deeper pipelines
+	// send smaller batches and so cost more follower fsyncs.
 	PipelineDepth int
 	// CoalesceDelay is how long a busy control connection holds a write so
 	// that heartbeats of other groups can join it; it adds at most that much
