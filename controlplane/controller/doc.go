@@ -57,8 +57,9 @@
 //
 // # Metrics
 //
-// raft_leader, raft_is_leader, raft_term, raft_commit_index and
-// raft_applied_index carry topic="__meta",partition="0";
+// raft_leader, raft_is_leader, raft_term, raft_commit_index,
+// raft_applied_index and raft_last_log_index carry
+// topic="__meta",partition="0";
 // cluster_quorum_size counts the controllers answering health checks and
 // cluster_size the nodes of the cluster.
 package controller

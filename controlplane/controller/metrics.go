@@ -13,6 +13,7 @@ const (
 	HelpRaftTerm         = "Raft term (increases with elections)."
 	HelpRaftCommitIndex  = "Raft commit index (log position)."
 	HelpRaftAppliedIndex = "Raft applied index (state machine position)."
+	HelpRaftLastIndex    = "Raft last log index (the newest entry stored here, committed or not)."
 )
 
 // registerMetrics registers the __meta gauges and returns a function that
@@ -37,6 +38,12 @@ func (c *Controller) registerMetrics() (unregister func()) {
 		gauge("raft_term", HelpRaftTerm, func() float64 { t, _, _ := c.Stats(); return float64(t) }),
 		gauge("raft_commit_index", HelpRaftCommitIndex, func() float64 { _, ci, _ := c.Stats(); return float64(ci) }),
 		gauge("raft_applied_index", HelpRaftAppliedIndex, func() float64 { _, _, a := c.Stats(); return float64(a) }),
+		gauge("raft_last_log_index", HelpRaftLastIndex, func() float64 {
+			if r := c.raft.Load(); r != nil {
+				return float64(r.LastIndex())
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cluster_quorum_size",
 			Help: "Controllers currently answering health checks, this node included; a majority of the controllers means __meta has quorum.",

@@ -282,7 +282,8 @@ func awaitSameLogs(t *testing.T, c *framework.Cluster, topic string, partitions 
 				var applied []string
 				for i, n := range c.Nodes {
 					m := n.Metrics()
-					applied = append(applied, fmt.Sprintf("node %d applied %v commit %v", i+1,
+					applied = append(applied, fmt.Sprintf("node %d last %v applied %v commit %v", i+1,
+						m[fmt.Sprintf("raft_last_log_index{topic=%q,partition=\"%d\"}", topic, p)],
 						m[fmt.Sprintf("raft_applied_index{topic=%q,partition=\"%d\"}", topic, p)],
 						m[fmt.Sprintf("raft_commit_index{topic=%q,partition=\"%d\"}", topic, p)]))
 				}

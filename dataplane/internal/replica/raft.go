@@ -592,6 +592,7 @@ type PartitionStatus struct {
 	Term         uint64
 	CommitIndex  uint64
 	AppliedIndex uint64
+	LastIndex    uint64 // the newest entry stored here, committed or not
 	// ISR is the leader's current view; on a follower, the metadata's.
 	ISR               []int32
 	MinInsyncReplicas int32
@@ -611,7 +612,7 @@ func (rr *RaftReplicas) Status() []PartitionStatus {
 		s := PartitionStatus{
 			Topic: g.k.topic, Partition: g.k.index,
 			Term: g.raft.CurrentTerm(), CommitIndex: g.raft.CommitIndex(), AppliedIndex: g.raft.AppliedIndex(),
-			MinInsyncReplicas: g.p.MinInsyncReplicas(),
+			LastIndex: g.raft.LastIndex(), MinInsyncReplicas: g.p.MinInsyncReplicas(),
 		}
 		_, lid := g.raft.LeaderWithID()
 		s.Leader, _ = nodeID(lid)

@@ -13,8 +13,8 @@ import (
 // The Raft metrics share their names and help texts with the __meta ones
 // of the controller, which carry topic="__meta".
 type raftCollector struct {
-	rr                                               *RaftReplicas
-	leader, isLeader, term, commit, applied, isr, ok *prometheus.Desc
+	rr                                                     *RaftReplicas
+	leader, isLeader, term, commit, applied, last, isr, ok *prometheus.Desc
 }
 
 func newRaftCollector(rr *RaftReplicas) *raftCollector {
@@ -27,6 +27,7 @@ func newRaftCollector(rr *RaftReplicas) *raftCollector {
 		term:     d("raft_term", controller.HelpRaftTerm),
 		commit:   d("raft_commit_index", controller.HelpRaftCommitIndex),
 		applied:  d("raft_applied_index", controller.HelpRaftAppliedIndex),
+		last:     d("raft_last_log_index", controller.HelpRaftLastIndex),
 		isr:      d("partition_isr_size", "In-sync replicas of the partition (the leader's view; the metadata's on followers)."),
 		ok:       d("partition_has_min_isr", "1 when the partition has at least min.insync.replicas in-sync replicas, else 0."),
 	}
@@ -57,6 +58,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		g(c.term, float64(s.Term))
 		g(c.commit, float64(s.CommitIndex))
 		g(c.applied, float64(s.AppliedIndex))
+		g(c.last, float64(s.LastIndex))
 		g(c.isr, float64(len(s.ISR)))
 		g(c.ok, b2f(int32(len(s.ISR)) >= s.MinInsyncReplicas))
 	}
