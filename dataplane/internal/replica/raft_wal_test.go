@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -290,16 +291,24 @@ func TestRaftWALReadsWhileAppending(t *testing.T) {
 	const entries = 1000
 	var last atomic.Uint64
 	errc := make(chan error, 1)
+	stop := make(chan struct{}) // closed if the appends fail first
+	defer close(stop)
 	go func() {
 		defer close(errc)
 		var l raft.Log
 		for reads := 0; ; reads++ {
 			n := last.Load()
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			if n == entries {
 				t.Logf("%d reads beside the appends", reads)
 				return
 			}
 			if n < 2 {
+				runtime.Gosched()
 				continue
 			}
 			for _, idx := range []uint64{n, n - 1} { // the tail, and just before it
