@@ -15,6 +15,7 @@ import (
 
 	"github.com/chronik-stream/chronik/controlplane/config"
 	"github.com/chronik-stream/chronik/dataplane/broker"
+	"github.com/chronik-stream/chronik/dataplane/internal/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,6 +36,7 @@ func main() {
 			&cli.StringFlag{Name: "log-level", EnvVars: []string{"CHRONIK_LOG_LEVEL", "RUST_LOG"}, Value: "info", Usage: "error, warn, info, debug"},
 			&cli.BoolFlag{Name: "auto-create-topics", EnvVars: []string{"CHRONIK_AUTO_CREATE_TOPICS"}, Value: true, Usage: "auto.create.topics.enable"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"CHRONIK_PPROF"}, Usage: "serve Go profiles under /debug/pprof/ on the Kafka port's HTTP side"},
+			&cli.IntFlag{Name: "cached-tail-mb", EnvVars: []string{"CHRONIK_CACHED_TAIL_MB"}, Value: storage.DefaultCachedTailBytes >> 20, Usage: "MiB at the end of each partition kept in the page cache; older data is handed back once on disk and read from disk (0: keep all, the kernel evicts)"},
 			&cli.IntFlag{Name: "num-partitions", EnvVars: []string{"CHRONIK_NUM_PARTITIONS"}, Value: 1, Usage: "partitions of auto-created topics"},
 		},
 		Commands: []*cli.Command{
@@ -74,6 +76,10 @@ func run(c *cli.Context, only config.Role) error {
 		AutoCreateTopics:  c.Bool("auto-create-topics"),
 		DefaultPartitions: int32(c.Int("num-partitions")),
 		Profiling:         c.Bool("pprof"),
+	}
+	cfg.Storage.CachedTailBytes = int64(c.Int("cached-tail-mb")) << 20
+	if cfg.Storage.CachedTailBytes <= 0 {
+		cfg.Storage.CachedTailBytes = -1
 	}
 	b, err := broker.New(cfg)
 	if err != nil {

@@ -46,6 +46,11 @@ type Config struct {
 	// RetentionBytes deletes the oldest closed segments while the log is
 	// larger than this (default and negative: unlimited).
 	RetentionBytes int64
+	// CachedTailBytes is how much of the log's end stays in the page
+	// cache once written (default DefaultCachedTailBytes; negative: all of
+	// it, leaving eviction to the kernel). Older pages are handed back
+	// once on disk, and reads of them go to disk (cache.go).
+	CachedTailBytes int64
 	// Logger receives recovery and retention reports; default discards.
 	Logger *slog.Logger
 	// Now is the clock for segment age and retention; default time.Now.
@@ -66,6 +71,9 @@ func (c Config) withDefaults() Config {
 	if c.RetentionBytes == 0 {
 		c.RetentionBytes = -1
 	}
+	if c.CachedTailBytes == 0 {
+		c.CachedTailBytes = DefaultCachedTailBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,10 +85,10 @@ func (c Config) withDefaults() Config {
 
 // UpdateConfig applies changed topic configs (segment.bytes, segment.ms,
 // retention.ms, retention.bytes, index.interval.bytes) to the live log.
-// Dir, Logger and Now keep their values from Open.
+// Dir, CachedTailBytes, Logger and Now keep their values from Open.
 func (l *Log) UpdateConfig(cfg Config) {
 	cur := l.cfg.Load()
-	cfg.Dir, cfg.Logger, cfg.Now = cur.Dir, cur.Logger, cur.Now
+	cfg.Dir, cfg.CachedTailBytes, cfg.Logger, cfg.Now = cur.Dir, cur.CachedTailBytes, cur.Logger, cur.Now
 	cfg = cfg.withDefaults()
 	l.cfg.Store(&cfg)
 }

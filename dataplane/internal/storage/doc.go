@@ -28,6 +28,9 @@
 // has fsynced everything below an offset; all waiters of a round share one
 // fsync (group commit). Rolled segments and new directory entries are
 // fsynced by the next round, which then advances the recovery point.
+// Between rounds the flusher writes out what lies more than
+// CachedTailBytes behind the log's end and drops it from the page cache
+// (cache.go); reads of it then go to disk.
 //
 // Open after a clean Close trusts the indexes and only re-reads the active
 // segment past its last index entry. After an unclean stop it scans every

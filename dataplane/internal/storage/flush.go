@@ -98,17 +98,20 @@ func (l *Log) wakeFlusher() {
 }
 
 // runFlusher is the flusher goroutine, owned by the Log: Open starts it,
-// Close stops it and waits.
+// Close stops it and waits. Between fsync rounds it hands back the page
+// cache behind the log's tail (cache.go).
 func (l *Log) runFlusher() {
 	defer close(l.sync.done)
 	for {
 		select {
 		case <-l.sync.stop:
 			return
+		case <-l.cache.wake:
+			l.releaseCache()
 		case <-l.sync.wake:
-		}
-		if err := l.flushRound(); err != nil {
-			l.log.Error("fsync failed; the log no longer acknowledges syncs", "err", err)
+			if err := l.flushRound(); err != nil {
+				l.log.Error("fsync failed; the log no longer acknowledges syncs", "err", err)
+			}
 		}
 	}
 }

@@ -28,6 +28,7 @@ func Open(cfg Config) (*Log, error) {
 	l.sync.wake = make(chan struct{}, 1)
 	l.sync.stop = make(chan struct{})
 	l.sync.done = make(chan struct{})
+	l.cache.wake = make(chan struct{}, 1)
 	if err := l.recover(); err != nil {
 		for _, s := range l.segs {
 			s.unref()

@@ -52,6 +52,7 @@ type Log struct {
 	closed     bool
 
 	sync   syncState
+	cache  cacheState
 	fsyncs atomic.Int64 // fsync calls, for tests and benchmarks
 }
 
@@ -127,6 +128,9 @@ func (l *Log) Append(batches []byte, leaderEpoch int32) (first, last int64, err 
 		return 0, 0, fmt.Errorf("append at %d: write segment %d: %w", first, seg.base, err)
 	}
 	l.maybeStartWriteback(seg, seg.size+int64(len(*wbuf)))
+	if step := releaseStep(cfg); step > 0 && seg.size/step != pos/step {
+		l.wakeReleaser()
+	}
 	off, tim, ibuf, err := seg.writeIndexes(l.ibuf)
 	l.ibuf = ibuf
 	if err != nil {

@@ -262,7 +262,9 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as TestRecoverAfterSIGKILL's child")
 	}
-	l, err := Open(Config{Dir: dir, SegmentBytes: 32 << 10, IndexIntervalBytes: 1024, Logger: testLogger(t)})
+	// A small cached tail makes the flusher hand pages back while the
+	// child is killed, too.
+	l, err := Open(Config{Dir: dir, SegmentBytes: 32 << 10, IndexIntervalBytes: 1024, CachedTailBytes: 16 << 10, Logger: testLogger(t)})
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(2)
