@@ -53,6 +53,7 @@ type Plan struct {
 	CaseMaxRecs   int64         `json:"case_max_records"` // record bound per produce case
 	ConsumeRecs   int64         `json:"consume_records"`  // 1 KiB records filled, then consumed
 	ConsumeParts  int32         `json:"consume_partitions"`
+	ConsumeReads  int           `json:"consume_reads"`    // full reads of the topic; the median counts
 	ConsumeLimit  time.Duration `json:"consume_limit_ns"` // time bound for fill and for consume each
 	SteadyRate    int           `json:"steady_rate"`      // records/s in the rate-limited phase
 	SteadySize    int           `json:"steady_record_size"`
@@ -99,6 +100,7 @@ func FullPlan() Plan {
 		CaseMaxRecs:   4_000_000,
 		ConsumeRecs:   200_000,
 		ConsumeParts:  16,
+		ConsumeReads:  3,
 		ConsumeLimit:  15 * time.Second,
 		SteadyRate:    1000,
 		SteadySize:    1024,
@@ -130,6 +132,7 @@ func QuickPlan() Plan {
 	p.CaseMaxBytes = 128 << 20
 	p.CaseMaxRecs = 500_000
 	p.ConsumeRecs = 20_000
+	p.ConsumeReads = 1
 	p.ConsumeLimit = 5 * time.Second
 	p.SteadyRate = 500
 	p.SteadyFor = 2 * time.Second
