@@ -31,7 +31,7 @@ func (s sparseFS) Create(dir, name string, _ uint64) (types.WritableFile, error)
 	if err != nil {
 		return nil, err
 	}
-	return dropSynced(f), nil
+	return writeDirect(f), nil
 }
 
 // OpenWriter opens a segment for appending (the tail segment at start-up).
@@ -40,7 +40,7 @@ func (s sparseFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dropSynced(f), nil
+	return writeDirect(f), nil
 }
 
 // pageSize is the unit the page cache drops.
