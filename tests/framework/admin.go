@@ -61,10 +61,12 @@ func ChronikctlQuiet(t testing.TB, server string, args ...string) CtlResult {
 // told to wait longer than a minute (--timeout) gets that and 30 s more.
 func ctlDeadline(args []string) time.Duration {
 	for i, a := range args {
-		if a == "--timeout" && i+1 < len(args) {
-			if d, err := time.ParseDuration(args[i+1]); err == nil {
-				return max(time.Minute, d+30*time.Second)
-			}
+		v, ok := strings.CutPrefix(a, "--timeout=")
+		if !ok && a == "--timeout" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if d, err := time.ParseDuration(v); ok && err == nil {
+			return max(time.Minute, d+30*time.Second)
 		}
 	}
 	return time.Minute
