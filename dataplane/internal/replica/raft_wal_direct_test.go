@@ -2,17 +2,12 @@ package replica
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
-	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/types"
 	"golang.org/x/sys/unix"
 )
@@ -162,67 +157,4 @@ func openDescriptors(t *testing.T, path string) int {
 		}
 	}
 	return n
-}
-
-// Raft reads entries back while the segment is being appended to (a leader
-// sending to a follower that fell out of the entry cache, a follower
-// applying behind its appends). Reads go through the page cache and
-// appends around it; every entry read back, however close to the tail,
-// must hold exactly what was stored.
-func TestDirectWALReadsWhileAppending(t *testing.T) {
-	dir := t.TempDir()
-	meta := &metadb.BoltMetaDB{}
-	w, err := openWAL(dir, 8<<20, newHCLogger(testLogger(t, "")), meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := errors.Join(w.Close(), meta.Close()); err != nil {
-			t.Error(err)
-		}
-	}()
-	data := func(i uint64) []byte {
-		// Sizes that leave the tail mid-block, and content tied to the index.
-		b := make([]byte, 100+int(i*7919%9000))
-		for j := range b {
-			b[j] = byte(i) ^ byte(j) | 1
-		}
-		return b
-	}
-	const entries = 1000
-	var last atomic.Uint64
-	errc := make(chan error, 1)
-	go func() {
-		defer close(errc)
-		var l raft.Log
-		for reads := 0; ; reads++ {
-			n := last.Load()
-			if n == entries {
-				t.Logf("%d reads beside the appends", reads)
-				return
-			}
-			if n < 2 {
-				continue
-			}
-			for _, idx := range []uint64{n, n - 1} { // the tail, and just before it
-				if err := w.GetLog(idx, &l); err != nil {
-					errc <- fmt.Errorf("entry %d of %d: %w", idx, n, err)
-					return
-				}
-				if l.Index != idx || !bytes.Equal(l.Data, data(idx)) {
-					errc <- fmt.Errorf("entry %d of %d read back as index %d with other data", idx, n, l.Index)
-					return
-				}
-			}
-		}
-	}()
-	for i := uint64(1); i <= entries; i++ {
-		if err := w.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: data(i)}}); err != nil {
-			t.Fatal(err)
-		}
-		last.Store(i)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 }

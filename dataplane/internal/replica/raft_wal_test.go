@@ -265,9 +265,10 @@ func openTestWAL(t *testing.T) *raftwal.WAL {
 
 // Raft reads entries back while the segment is being appended to (a leader
 // sending to a follower that fell out of the entry cache, a follower
-// applying behind its appends), and synced pages are handed back to the
-// kernel meanwhile; every entry read back, however close to the tail,
-// must hold exactly what was stored.
+// applying behind its appends). Reads go through the page cache, appends
+// around it (O_DIRECT) or, where the file system refuses that, through it
+// with synced pages handed back; every entry read back, however close to
+// the tail, must hold exactly what was stored.
 func TestRaftWALReadsWhileAppending(t *testing.T) {
 	dir := t.TempDir()
 	meta := &metadb.BoltMetaDB{}
