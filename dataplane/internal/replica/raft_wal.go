@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
-	"golang.org/x/sys/unix"
 )
 
 // sparseFS is raft-wal's file system without preallocation: a new
@@ -89,7 +88,7 @@ func (d *syncedDropper) Sync() error {
 	}
 	if upTo := d.end / pageSize * pageSize; upTo > d.dropped {
 		// Advice only: a failure leaves the pages cached, nothing else.
-		_ = unix.Fadvise(d.fd, d.dropped, upTo-d.dropped, unix.FADV_DONTNEED)
+		dropPages(d.fd, d.dropped, upTo-d.dropped)
 		d.dropped = upTo
 	}
 	return nil
