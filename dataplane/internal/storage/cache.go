@@ -40,7 +40,7 @@ func releaseStep(cfg *Config) int64 {
 	if cfg.CachedTailBytes <= 0 {
 		return 0
 	}
-	return max(cfg.CachedTailBytes/4, int64(pageSize))
+	return max(cfg.CachedTailBytes/4, pageSize)
 }
 
 // pageSize is the unit of the page cache.
@@ -82,11 +82,12 @@ func (l *Log) releaseCache() {
 	var older []*segment
 	var sizes []int64
 	if activeSize >= keep {
-		for _, s := range l.segs[:len(l.segs)-1] {
-			if s.base >= c.base {
-				s.ref()
-				older, sizes = append(older, s), append(sizes, s.size)
-			}
+		// Newest first, down to the one the last round stopped in: a log
+		// of many segments costs a round only those it has not released.
+		for i := len(l.segs) - 2; i >= 0 && l.segs[i].base >= c.base; i-- {
+			s := l.segs[i]
+			s.ref()
+			older, sizes = append(older, s), append(sizes, s.size)
 		}
 	}
 	active.ref()
