@@ -9,13 +9,16 @@
 package replica
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -129,7 +132,15 @@ func (m *Manager) reconcile(st *metadata.State) error {
 		}
 	}
 	m.mu.Unlock()
-	for k, t := range want {
+	// Every node opens its new replicas in the same order, so the replicas
+	// of one partition start at about the same time: a Raft group can
+	// elect only once a majority of its replicas is open, and in map order
+	// the first of 1000 new partitions waited for the last.
+	keys := slices.SortedFunc(maps.Keys(want), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.index, b.index))
+	})
+	for _, k := range keys {
+		t := want[k]
 		m.mu.RLock()
 		r := m.replicas[k]
 		m.mu.RUnlock()
