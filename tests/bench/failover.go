@@ -39,7 +39,7 @@ func (r *runner) failover(ctx context.Context, t *target) (FailoverStats, error)
 	defer r.deleteTopic(ctx, t, topic)
 	// Short metadata age and retry backoff: what is timed is the server
 	// electing and serving a new leader, not the client's patience.
-	cl, err := r.newClient(t, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+	cl, err := r.newClient(t, r.errorsOnly(t), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.MetadataMinAge(50*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
@@ -133,7 +133,7 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, rf int) (i
 func (r *runner) failoverMeta(ctx context.Context, t *target) (FailoverStats, error) {
 	p := r.cfg.Plan
 	st := FailoverStats{Target: t.Name}
-	cl, err := r.newClient(t, kgo.MetadataMinAge(50*time.Millisecond),
+	cl, err := r.newClient(t, r.errorsOnly(t), kgo.MetadataMinAge(50*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 	if err != nil {
 		return st, err

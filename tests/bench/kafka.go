@@ -14,10 +14,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// kgoLogger hands franz-go's warnings and errors to the driver's logger.
-type kgoLogger struct{ l *slog.Logger }
+// kgoLogger hands franz-go's messages from level up (warnings unless set)
+// to the driver's logger.
+type kgoLogger struct {
+	l     *slog.Logger
+	level kgo.LogLevel
+}
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.level == kgo.LogLevelNone {
+		return kgo.LogLevelWarn
+	}
+	return k.level
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	lv := slog.LevelWarn
@@ -31,7 +40,7 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 func (r *runner) newClient(t *target, opts ...kgo.Opt) (*kgo.Client, error) {
 	base := []kgo.Opt{
 		kgo.SeedBrokers(t.Brokers...),
-		kgo.WithLogger(kgoLogger{r.log.With("target", t.Name)}),
+		kgo.WithLogger(kgoLogger{l: r.log.With("target", t.Name)}),
 		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.Dialer(loopbackDial),
 	}
@@ -40,6 +49,13 @@ func (r *runner) newClient(t *target, opts ...kgo.Opt) (*kgo.Client, error) {
 		return nil, fmt.Errorf("client for %s: %w", t.Name, err)
 	}
 	return cl, nil
+}
+
+// errorsOnly is a newClient option for clients that see brokers killed on
+// purpose: franz-go warns of every refused dial to a dead broker, some
+// twenty for each kill, which would bury the driver's own lines.
+func (r *runner) errorsOnly(t *target) kgo.Opt {
+	return kgo.WithLogger(kgoLogger{l: r.log.With("target", t.Name), level: kgo.LogLevelError})
 }
 
 // loopbackDial refuses any broker address outside 127.0.0.0/8, including
