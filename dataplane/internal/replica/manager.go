@@ -159,34 +159,45 @@ func (m *Manager) reconcile(st *metadata.State) error {
 			r.configs = t.Configs
 		}
 	}
-	var next atomic.Int64
-	var emu sync.Mutex
-	var wg sync.WaitGroup
-	for range min(m.openers, len(toOpen)) {
+	opened, err := m.openAll(toOpen, want)
+	errs = append(errs, err)
+	changed = changed || opened
+	if changed {
+		m.Notify()
+	}
+	return errors.Join(errs...)
+}
+
+// openAll opens and publishes the replicas keys, openers at a time, taken
+// in the order given. It reports whether it opened any.
+func (m *Manager) openAll(keys []key, want map[key]*metadata.Topic) (bool, error) {
+	var (
+		next   atomic.Int64
+		opened atomic.Bool
+		emu    sync.Mutex
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	for range min(m.openers, len(keys)) {
 		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(toOpen)); i = next.Add(1) - 1 {
-				k := toOpen[i]
+			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
+				k := keys[i]
 				r, err := m.open(k, want[k])
-				emu.Lock()
 				if err != nil {
+					emu.Lock()
 					errs = append(errs, err)
-				}
-				emu.Unlock()
-				if err != nil {
+					emu.Unlock()
 					continue
 				}
 				m.mu.Lock()
 				m.replicas[k] = r
 				m.mu.Unlock()
+				opened.Store(true)
 			}
 		})
 	}
 	wg.Wait()
-	changed = changed || len(toOpen) > 0
-	if changed {
-		m.Notify()
-	}
-	return errors.Join(errs...)
+	return opened.Load(), errors.Join(errs...)
 }
 
 const topicIDFile = "topic.id"
