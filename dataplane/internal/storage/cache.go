@@ -23,16 +23,16 @@ import "os"
 // DefaultCachedTailBytes is how much of a log's end stays cached unless
 // Config says otherwise.
 //
-// A page stays cached for as long as the log takes to write this much
-// after it, and the slower a log is written the longer that is. Measured
-// on a 2-core virtual machine, three nodes with 16 partitions each (1 KiB
-// records, replication factor 3, about 12 MB/s into each partition log)
-// produced 1.2-1.7x as fast with a 16 MiB tail as with 64 MiB, and as
-// fast as with 1 to 8 MiB; one node with 1 or 16 partitions (30-700 MB/s
-// into each) was as fast with 16 as with 64, and slower with 4. Pages that
-// sit untouched for seconds are the expensive ones to write into again
-// there, whatever holds them: 3 GiB of another file's idle cached pages
-// made no difference.
+// A page stays cached until the log has written this much after it, so
+// the slower a log is written, the longer its pages sit untouched before
+// they are handed back and reused; on the 2-core virtual machine measured,
+// pages left alone for seconds were the costly ones to write into again.
+// Three nodes with 16 partitions each (1 KiB records, replication factor
+// 3, about 12 MB/s into each partition log) produced 1.2-2.1x as fast with
+// 16 MiB as with 64 MiB, and about as fast as with 1 to 8 MiB; one node
+// with 1 or 16 partitions (30-800 MB/s into each log) was as fast with 16
+// MiB as with 64 MiB. Runs alternated; idle pages cached for another file
+// (3 GiB) made no difference.
 const DefaultCachedTailBytes = 16 << 20
 
 // cacheState is the flusher's record of what it has handed back.
