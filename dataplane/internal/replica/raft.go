@@ -472,13 +472,16 @@ func (rr *RaftReplicas) Transfer(ctx context.Context, topic string, index int32,
 // waits for that one to end. If it moved the leadership where f would
 // have, that is success; if the leadership went elsewhere, it returns
 // ErrNotLeader, so that the caller asks the new leader; if it failed,
-// finishTransfer starts f again.
+// finishTransfer starts f again. Raft also refuses a transfer its leader
+// loop is not waiting for at that instant (ErrEnqueueTimeout: the hand-over
+// does not block), which happens while the loop is busy with another
+// transfer or a burst of work; that one is started again too.
 func (rr *RaftReplicas) finishTransfer(ctx context.Context, g *group, to int32, f raft.Future) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		err := rr.awaitTransfer(ctx, g, f)
-		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) && !errors.Is(err, raft.ErrEnqueueTimeout) {
 			return err
 		}
 		select {
