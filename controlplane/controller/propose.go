@@ -201,24 +201,37 @@ func (c *Controller) transferLocal(ctx context.Context, to int32) error {
 		return nil
 	}
 	r := c.raft.Load()
-	var f raft.Future
-	if to == 0 {
-		f = r.LeadershipTransfer()
-	} else {
-		p, _ := c.cfg.Cluster.Peer(to)
-		f = r.LeadershipTransferToServer(raft.ServerID(strconv.Itoa(int(to))), raft.ServerAddress(p.RaftAddr()))
-	}
-	done := make(chan error, 1)
-	if !c.goFunc(func() { done <- f.Error() }) {
-		return ErrStopped
-	}
-	select {
-	case err := <-done:
-		if err != nil {
+	for {
+		var f raft.Future
+		if to == 0 {
+			f = r.LeadershipTransfer()
+		} else {
+			p, _ := c.cfg.Cluster.Peer(to)
+			f = r.LeadershipTransferToServer(raft.ServerID(strconv.Itoa(int(to))), raft.ServerAddress(p.RaftAddr()))
+		}
+		done := make(chan error, 1)
+		if !c.goFunc(func() { done <- f.Error() }) {
+			return ErrStopped
+		}
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("transfer __meta leadership to %d: %w", to, ctx.Err())
+		}
+		if err == nil {
+			break
+		}
+		// Raft hands the transfer to its leader loop without blocking and
+		// refuses it when the loop is busy at that instant: try again.
+		if !errors.Is(err, raft.ErrEnqueueTimeout) {
 			return fmt.Errorf("transfer __meta leadership to %d: %w", to, err)
 		}
-	case <-ctx.Done():
-		return fmt.Errorf("transfer __meta leadership to %d: %w", to, ctx.Err())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transfer __meta leadership to %d: %w (%w)", to, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	c.log.Info("__meta leadership transferred", "to", to)
 	for {
