@@ -232,6 +232,10 @@ func (c *Controller) transferLocal(ctx context.Context, to int32) error {
 			return fmt.Errorf("transfer __meta leadership to %d: %w (%w)", to, ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
+		// A follower refuses every transfer the same way.
+		if r.State() != raft.Leader {
+			return fmt.Errorf("transfer __meta leadership to %d: %w", to, ErrNotLeader)
+		}
 	}
 	c.log.Info("__meta leadership transferred", "to", to)
 	for {
