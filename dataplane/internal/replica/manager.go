@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,18 +134,8 @@ func (m *Manager) reconcile(st *metadata.State) error {
 		}
 	}
 	m.mu.Unlock()
-	// Every node opens its new replicas in the same order, so the replicas
-	// of one partition start at about the same time: a Raft group can
-	// elect only once a majority of its replicas is open, and in map order
-	// the first of 1000 new partitions waited for the last. Several open
-	// at once: each waits mostly for fsyncs, of files, directories and
-	// the Raft log's first writes.
-	keys := slices.SortedFunc(maps.Keys(want), func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.index, b.index))
-	})
 	var toOpen []key
-	for _, k := range keys {
-		t := want[k]
+	for k, t := range want {
 		m.mu.RLock()
 		r := m.replicas[k]
 		m.mu.RUnlock()
@@ -159,6 +148,15 @@ func (m *Manager) reconcile(st *metadata.State) error {
 			r.configs = t.Configs
 		}
 	}
+	// Every node opens its new replicas in the same order, so the replicas
+	// of one partition start at about the same time: a Raft group can
+	// elect only once a majority of its replicas is open, and in map order
+	// the first of 1000 new partitions waited for the last. Several open
+	// at once: each waits mostly for fsyncs, of files, directories and
+	// the Raft log's first writes.
+	slices.SortFunc(toOpen, func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.index, b.index))
+	})
 	opened, err := m.openAll(toOpen, want)
 	errs = append(errs, err)
 	changed = changed || opened
@@ -171,33 +169,25 @@ func (m *Manager) reconcile(st *metadata.State) error {
 // openAll opens and publishes the replicas keys, openers at a time, taken
 // in the order given. It reports whether it opened any.
 func (m *Manager) openAll(keys []key, want map[key]*metadata.Topic) (bool, error) {
-	var (
-		next   atomic.Int64
-		opened atomic.Bool
-		emu    sync.Mutex
-		errs   []error
-		wg     sync.WaitGroup
-	)
+	errs := make([]error, len(keys)) // one per key, so the workers share no lock
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	for range min(m.openers, len(keys)) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(keys)); i = next.Add(1) - 1 {
 				k := keys[i]
 				r, err := m.open(k, want[k])
-				if err != nil {
-					emu.Lock()
-					errs = append(errs, err)
-					emu.Unlock()
+				if errs[i] = err; err != nil {
 					continue
 				}
 				m.mu.Lock()
 				m.replicas[k] = r
 				m.mu.Unlock()
-				opened.Store(true)
 			}
 		})
 	}
 	wg.Wait()
-	return opened.Load(), errors.Join(errs...)
+	return slices.Contains(errs, nil), errors.Join(errs...)
 }
 
 const topicIDFile = "topic.id"
