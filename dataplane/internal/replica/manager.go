@@ -192,8 +192,9 @@ func (m *Manager) openAll(keys []key, want map[key]*metadata.Topic) (bool, error
 
 const topicIDFile = "topic.id"
 
-// openWorkers is how many new replicas open at once. Creating 1000
-// partitions on one node took 2.5x less time with 8 than one at a time.
+// openWorkers is how many new replicas open at once. A CreateTopics of
+// 1000 partitions on one standalone node was answered 2.5x sooner with 8
+// than with one at a time (runs alternating, 35 s apart).
 const openWorkers = 8
 
 // open opens a replica's directory; a directory left by an older topic of
