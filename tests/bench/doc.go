@@ -26,7 +26,11 @@
 // Every load loop is bounded by a record count and by time, and the whole
 // run by a budget; parts that cannot run (a target that does not build or
 // never becomes ready, the time budget) are reported as skipped with a
-// reason. Results are printed as a table and written as JSON.
+// reason. Results are printed as a table and written as JSON. Under the
+// table, the goals Chronik is held to (goals.go) are judged on this run's
+// figures, most as ratios between targets measured in the same run: each
+// is met, missed, or not judged with the reason (a part that failed or is
+// not in the plan).
 //
 // kfake runs by default in a child process (this same executable re-run with
 // CHRONIK_BENCH_ROLE=kfake, see MaybeServeKfake), so it pays for its own

@@ -22,6 +22,7 @@ type Report struct {
 	Rows     []*Row          `json:"rows"`
 	Failover []FailoverStats `json:"failover,omitempty"`
 	Scale    []ScalePoint    `json:"scale,omitempty"`
+	Goals    []Goal          `json:"goals"`
 	Skipped  []string        `json:"skipped,omitempty"`
 	Failures []string        `json:"failures,omitempty"`
 }
@@ -160,6 +161,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	if len(rep.Goals) > 0 {
+		writeGoals(w, rep.Goals)
+		fmt.Fprintln(w)
+	}
 	for _, s := range rep.Skipped {
 		fmt.Fprintln(w, "skipped:", s)
 	}

@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.rep.Seconds = time.Since(r.rep.Started).Seconds()
 	r.rep.Host.LoadAvgEnd = loadAvg()
+	r.rep.Goals = r.rep.judgeGoals()
 	r.rep.WriteTable(cfg.Out)
 	if cfg.ResultsDir != "" {
 		path, err := r.rep.WriteJSON(cfg.ResultsDir)
