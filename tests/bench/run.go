@@ -412,7 +412,7 @@ func (r *runner) settings() []string {
 		fmt.Sprintf("steady: %s records at %d/s for %v, acks=-1, linger 0, 1 partition; produce latency from scheduled send to ack; end-to-end from Produce() to consumer receipt",
 			sizeLabel(p.SteadySize), p.SteadyRate, p.SteadyFor),
 		fmt.Sprintf("failover: %d x kill -9 of the partition leader, time to the next acknowledged acks=-1 produce (client metadata min age 50ms, retry backoff 50ms); %d x kill -9 of the __meta leader, time to the next topic created", p.FailoverKills, p.FailoverKills),
-		fmt.Sprintf("scale: fresh instance per level %v, one topic, settle %v, idle window %v; CPU from /proc/<pid>/stat utime+stime, RSS from VmRSS; cluster = mean of its brokers",
+		fmt.Sprintf("scale: fresh instance per level %v, one topic, settle max(%v, creation time), idle window %v; CPU from /proc/<pid>/stat utime+stime, RSS from VmRSS; cluster = mean of its brokers",
 			p.ScaleLevels, p.ScaleSettle, p.ScaleWindow),
 		kfake,
 		fmt.Sprintf("every produce, consume and steady case starts after sync(2) has written out the page cache (at most %v), so no case pays for the one before it", settleLimit),
