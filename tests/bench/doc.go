@@ -27,8 +27,8 @@
 // run by a budget; parts that cannot run (a target that does not build or
 // never becomes ready, the time budget) are reported as skipped with a
 // reason. Results are printed as a table and written as JSON. Under the
-// table, the goals Chronik is held to (goals.go) are judged on this run's
-// figures, most as ratios between targets measured in the same run: each
+// table, the goals Chronik is held to (goals.go) are judged on a full
+// run's figures, most as ratios between targets measured in the same run: each
 // is met, missed, or not judged with the reason (a part that failed or is
 // not in the plan).
 //

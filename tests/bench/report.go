@@ -22,7 +22,7 @@ type Report struct {
 	Rows     []*Row          `json:"rows"`
 	Failover []FailoverStats `json:"failover,omitempty"`
 	Scale    []ScalePoint    `json:"scale,omitempty"`
-	Goals    []Goal          `json:"goals"`
+	Goals    []Goal          `json:"goals,omitempty"` // judged on the full plan only
 	Skipped  []string        `json:"skipped,omitempty"`
 	Failures []string        `json:"failures,omitempty"`
 }
@@ -163,8 +163,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
 	if len(rep.Goals) > 0 {
 		writeGoals(w, rep.Goals)
-		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "goals: not judged on the %s plan\n", rep.Plan.Name)
 	}
+	fmt.Fprintln(w)
 	for _, s := range rep.Skipped {
 		fmt.Fprintln(w, "skipped:", s)
 	}
