@@ -27,10 +27,11 @@ type Goal struct {
 type goalRule struct {
 	name   string // completed with the row's case
 	match  func(r *Row) bool
-	judge  func(rep *Report, r *Row) (value float64, missing string)
+	judge  func(r *Row) (value float64, missing string)
 	limit  func(rep *Report) float64
 	unit   string
 	atMost bool
+	under  bool   // with atMost: the limit itself already misses
 	absent string // the row name reported when no row matched
 }
 
@@ -88,7 +89,7 @@ var goalRules = []goalRule{
 	{
 		name:  "cluster rf3 %s idle CPU < 25%% of a core per broker",
 		match: caseMetric("scale 1000 partition replicas", "idle CPU"),
-		judge: value(TargetCluster), limit: fixed(25), unit: "%core", atMost: true,
+		judge: value(TargetCluster), limit: fixed(25), unit: "%core", atMost: true, under: true,
 		absent: "scale 1000 partition replicas",
 	},
 }
@@ -102,8 +103,8 @@ func caseMetric(prefix, metric string) func(*Row) bool {
 func fixed(v float64) func(*Report) float64 { return func(*Report) float64 { return v } }
 
 // value judges target's own figure.
-func value(target string) func(*Report, *Row) (float64, string) {
-	return func(_ *Report, r *Row) (float64, string) {
+func value(target string) func(*Row) (float64, string) {
+	return func(r *Row) (float64, string) {
 		c := r.Cells[target]
 		if why := cellMissing(target, c); why != "" {
 			return 0, why
@@ -113,8 +114,8 @@ func value(target string) func(*Report, *Row) (float64, string) {
 }
 
 // ratio judges num's figure over den's.
-func ratio(num, den string) func(*Report, *Row) (float64, string) {
-	return func(_ *Report, r *Row) (float64, string) {
+func ratio(num, den string) func(*Row) (float64, string) {
+	return func(r *Row) (float64, string) {
 		n, d := r.Cells[num], r.Cells[den]
 		if why := cellMissing(num, n); why != "" {
 			return 0, why
@@ -152,11 +153,13 @@ func (rep *Report) judgeGoals() []Goal {
 			}
 			found = true
 			goal := Goal{Name: fmt.Sprintf(g.name, r.Case), Limit: g.limit(rep), Unit: g.unit, AtMost: g.atMost}
-			goal.Value, goal.Missing = g.judge(rep, r)
+			goal.Value, goal.Missing = g.judge(r)
 			switch {
 			case goal.Missing != "":
 			case goal.Limit <= 0:
 				goal.Missing = "no machine limit measured"
+			case g.under:
+				goal.Met = goal.Value < goal.Limit
 			case g.atMost:
 				goal.Met = goal.Value <= goal.Limit
 			default:

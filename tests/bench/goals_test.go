@@ -56,6 +56,12 @@ func TestJudgeGoals(t *testing.T) {
 	if g := got["standalone steady produce 1KiB acks=-1 @1000/s p99 <= 3 x fsync p99 + 1 ms"]; g.Limit != 2.5 {
 		t.Errorf("steady limit %v, want 3 x 0.5 + 1", g.Limit)
 	}
+	rep.row("x", "scale 1000 partition replicas", "idle CPU", "%core", "").Cells[TargetCluster] = &Cell{Value: 25}
+	for _, g := range rep.judgeGoals() {
+		if strings.Contains(g.Name, "idle CPU") && g.Met {
+			t.Errorf("idle CPU of exactly 25%% met a goal of under 25%%: %+v", g)
+		}
+	}
 	if len(got) != len(goalRules)+2 { // both 1KiB rules match p=1 and p=16
 		t.Errorf("%d goals, want %d", len(got), len(goalRules)+2)
 	}
