@@ -92,12 +92,15 @@ func (c *conn) readLoop(ctx context.Context, br *bufio.Reader) error {
 		if size < 0 || size > c.s.cfg.MaxRequestBytes {
 			return fmt.Errorf("%w: %d bytes", errFrameTooLarge, size)
 		}
-		body := make([]byte, size)
+		body := getBody(int(size))
 		if _, err := io.ReadFull(br, body); err != nil {
 			return fmt.Errorf("read request body: %w", err)
 		}
 		c.s.metrics.bytesIn.Add(float64(size + 4))
 		p, err := c.handle(ctx, body)
+		if p != nil && bodyReusable(p.key) {
+			putBody(body)
+		}
 		if err != nil {
 			return err
 		}

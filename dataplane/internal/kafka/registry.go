@@ -47,7 +47,10 @@ func handler[R kmsg.Request](min, max int16, f func(*Request, R) (Reply, error))
 	}}
 }
 
-const apiVersionsKey = 18
+const (
+	produceKey     = 0
+	apiVersionsKey = 18
+)
 
 // registry is the one table of what this broker implements: ApiVersions is
 // built from it and nothing else. Version ranges are those whose semantics
