@@ -24,7 +24,9 @@ type Replicas interface {
 	// Produce submits one validated batch to the partition's write path
 	// (appended at once in single-node mode, proposed to Raft in cluster
 	// mode) in the caller's order, and returns a wait that yields where it
-	// was written once it is as durable as acks asks.
+	// was written once it is as durable as acks asks. It must not keep
+	// records once it returns: they are part of a request buffer that the
+	// next request reuses (body.go).
 	Produce(ctx context.Context, p *partition.Partition, records []byte, acks int16) (wait func(context.Context) (partition.AppendResult, error), err error)
 	// IsLeader reports whether this node leads the partition, with its epoch.
 	IsLeader(p *partition.Partition) (bool, int32)
