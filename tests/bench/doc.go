@@ -30,7 +30,9 @@
 // table, the goals Chronik is held to (goals.go) are judged on a full
 // run's figures, most as ratios between targets measured in the same run: each
 // is met, missed, or not judged with the reason (a part that failed or is
-// not in the plan).
+// not in the plan). Where the run shows what the machine allows, the goal
+// says so: the replicated produce goal prints the ratio the disk probe
+// would permit for the copies each byte took.
 //
 // kfake runs by default in a child process (this same executable re-run with
 // CHRONIK_BENCH_ROLE=kfake, see MaybeServeKfake), so it pays for its own

@@ -20,6 +20,9 @@ type Goal struct {
 	Met    bool `json:"met"`
 	// Missing says why the goal could not be judged; Met is then false.
 	Missing string `json:"missing,omitempty"`
+	// Bound is what this machine allows of Value, where the run shows
+	// it, e.g. how much replication can write to the one disk it has.
+	Bound string `json:"bound,omitempty"`
 }
 
 // goalRule judges one goal over every row its match accepts, one Goal per
@@ -33,6 +36,7 @@ type goalRule struct {
 	atMost bool
 	under  bool   // with atMost: the limit itself already misses
 	absent string // the row name reported when no row matched
+	bound  func(rep *Report, r *Row) string
 }
 
 // goalRules are the targets of the benchmark issue (#6).
@@ -73,6 +77,7 @@ var goalRules = []goalRule{
 		match: caseMetric("produce 1KiB acks=-1 ", "MB/s"),
 		judge: ratio(TargetCluster, TargetStandalone), limit: fixed(0.4), unit: "x",
 		absent: "produce 1KiB acks=-1",
+		bound:  diskBound(TargetCluster, TargetStandalone),
 	},
 	{
 		name:  "cluster rf3 %s p50 <= 2 s",
@@ -142,6 +147,31 @@ func cellMissing(target string, c *Cell) string {
 	return ""
 }
 
+// diskBound says how far num's MB/s could reach against den's if num
+// wrote as fast as the machine's disk probe: every replica writes its
+// copies of each byte (Raft log and partition log) to the same disk, and
+// the run's disk write row tells how many copies that was.
+func diskBound(num, den string) func(rep *Report, r *Row) string {
+	return func(rep *Report, r *Row) string {
+		var disk *Row
+		for _, d := range rep.Rows {
+			if d.Case == r.Case && d.Metric == metricDiskWrite {
+				disk = d
+			}
+		}
+		if disk == nil || rep.Machine.SeqMBps <= 0 {
+			return ""
+		}
+		n, d, w := r.Cells[num], r.Cells[den], disk.Cells[num]
+		if !n.ok() || !d.ok() || !w.ok() || n.Value <= 0 || d.Value <= 0 || w.Value <= 0 {
+			return ""
+		}
+		copies := w.Value / n.Value
+		return fmt.Sprintf("the disk allows at most %.2fx: %.1f copies of each byte at %.0f MB/s",
+			rep.Machine.SeqMBps/copies/d.Value, copies, rep.Machine.SeqMBps)
+	}
+}
+
 // judgeGoals evaluates every goal rule on the report's rows.
 func (rep *Report) judgeGoals() []Goal {
 	var goals []Goal
@@ -154,6 +184,9 @@ func (rep *Report) judgeGoals() []Goal {
 			found = true
 			goal := Goal{Name: fmt.Sprintf(g.name, r.Case), Limit: g.limit(rep), Unit: g.unit, AtMost: g.atMost}
 			goal.Value, goal.Missing = g.judge(r)
+			if g.bound != nil && goal.Missing == "" {
+				goal.Bound = g.bound(rep, r)
+			}
 			switch {
 			case goal.Missing != "":
 			case goal.Limit <= 0:
@@ -191,6 +224,9 @@ func writeGoals(w io.Writer, goals []Goal) {
 			verdict, figure = "n/a   ", g.Missing
 		case !g.Met:
 			verdict = "MISSED"
+		}
+		if g.Bound != "" {
+			figure += " (" + g.Bound + ")"
 		}
 		fmt.Fprintf(w, "  %s %s: %s\n", verdict, g.Name, figure)
 	}

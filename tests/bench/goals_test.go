@@ -7,7 +7,7 @@ import (
 )
 
 func TestJudgeGoals(t *testing.T) {
-	rep := &Report{Machine: MachineLimits{Fsync: LatencySummary{P99Ms: 0.5}}}
+	rep := &Report{Machine: MachineLimits{Fsync: LatencySummary{P99Ms: 0.5}, SeqMBps: 300}}
 	set := func(kase, metric, unit string, cells map[string]*Cell) {
 		r := rep.row("x", kase, metric, unit, "")
 		for k, c := range cells {
@@ -16,6 +16,8 @@ func TestJudgeGoals(t *testing.T) {
 	}
 	set("produce 1KiB acks=-1 p=1", "MB/s", "MB/s", map[string]*Cell{
 		TargetKfake: {Value: 100}, TargetStandalone: {Value: 95}, TargetCluster: {Value: 30}})
+	set("produce 1KiB acks=-1 p=1", metricDiskWrite, "MB/s", map[string]*Cell{
+		TargetStandalone: {Value: 95}, TargetCluster: {Value: 180}})
 	set("produce 1KiB acks=-1 p=16", "MB/s", "MB/s", map[string]*Cell{
 		TargetKfake: {Value: 100}, TargetStandalone: {Value: 80}, TargetCluster: {Failed: "boom"}})
 	set("produce 1KiB acks=1 p=1", "MB/s", "MB/s", map[string]*Cell{ // acks=1 is judged by no goal
@@ -73,6 +75,8 @@ func TestJudgeGoals(t *testing.T) {
 		"  met    standalone produce 1KiB acks=-1 p=1 MB/s >= 0.9x kfake: 0.95x\n",
 		"  MISSED standalone produce 1KiB acks=-1 p=16 MB/s >= 0.9x kfake: 0.80x\n",
 		"  n/a    cluster rf3 produce 1KiB acks=-1 p=16 MB/s >= 0.4x standalone: cluster failed\n",
+		// 180 MB/s written for 30 of payload: 6 copies; 300 / 6 / 95.
+		"  MISSED cluster rf3 produce 1KiB acks=-1 p=1 MB/s >= 0.4x standalone: 0.32x (the disk allows at most 0.53x: 6.0 copies of each byte at 300 MB/s)\n",
 		"  met    cluster rf3 failover kill -9 leader (x5) p50 <= 2 s: 1.20 s, limit 2.00 s\n",
 	} {
 		if !strings.Contains(out.String(), want) {
