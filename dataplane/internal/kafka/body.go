@@ -6,7 +6,7 @@ import (
 )
 
 // Request bodies are read into buffers from bodyPools when they are large:
-// a fresh buffer for every Produce frame cost a quarter to two fifths of a
+// a fresh buffer for every Produce frame cost a fifth to nearly half of a
 // standalone broker's CPU under load (100 B and 1 KiB records), in zeroing
 // new memory, faulting its pages in and the runtime handing them back to
 // the kernel afterwards.
