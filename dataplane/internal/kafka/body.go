@@ -3,6 +3,7 @@ package kafka
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // Request bodies are read into buffers from bodyPools when they are large:
@@ -23,6 +24,10 @@ const (
 )
 
 var bodyPools [maxPooledBodyShift - minPooledBodyShift + 1]sync.Pool
+
+// poisonBodies makes putBody overwrite every body it takes back, so that a
+// test sees at once whether anything still reads a body after its release.
+var poisonBodies atomic.Bool
 
 // bodyClass is the pool of a buffer with capacity n, or -1 if none.
 func bodyClass(n int) int {
@@ -50,6 +55,12 @@ func putBody(b []byte) {
 	c := bodyClass(cap(b))
 	if c < 0 || cap(b) != 1<<(c+minPooledBodyShift) {
 		return
+	}
+	if poisonBodies.Load() {
+		b = b[:cap(b)]
+		for i := range b {
+			b[i] = 0xAA
+		}
 	}
 	b = b[:0]
 	bodyPools[c].Put(&b)
