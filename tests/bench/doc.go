@@ -32,7 +32,8 @@
 // is met, missed, or not judged with the reason (a part that failed or is
 // not in the plan). Where the run shows what the machine allows, the goal
 // says so: the replicated produce goal prints the ratio the disk probe
-// would permit for the copies each byte took.
+// would permit for the copies each byte took, and the steady latency goal
+// prints kfake's figure, which is the harness's own floor.
 //
 // kfake runs by default in a child process (this same executable re-run with
 // CHRONIK_BENCH_ROLE=kfake, see MaybeServeKfake), so it pays for its own
