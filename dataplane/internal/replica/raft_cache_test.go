@@ -62,9 +62,11 @@ func TestLogCache(t *testing.T) {
 	read(13, false)
 
 	c.releaseIfIdle(time.Now(), time.Minute) // not idle: kept
+	read(14, false)
 	read(16, false)
 	c.releaseIfIdle(time.Now().Add(2*time.Minute), time.Minute)
-	read(16, true)
+	read(14, true)
+	read(16, false) // the newest stays: an idle leader reads it at every commit tick
 
 	if err := c.StoreLogs(logs[16:]); err != nil {
 		t.Fatal(err)
@@ -78,6 +80,18 @@ func TestLogCache(t *testing.T) {
 		t.Fatalf("entry 20 after its deletion: %d %q", l.Index, l.Data)
 	}
 	read(17, true)
+
+	// A large newest entry is not kept through an idle release.
+	big := newLogCache(raft.NewInmemStore(), 8)
+	if err := big.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1, Data: make([]byte, idleKeepBytes+1)}}); err != nil {
+		t.Fatal(err)
+	}
+	big.releaseIfIdle(time.Now().Add(2*time.Minute), time.Minute)
+	for _, e := range big.ring {
+		if e != nil {
+			t.Fatalf("idle cache keeps entry %d (%d bytes) behind a newest entry over %d bytes", e.Index, len(e.Data), idleKeepBytes)
+		}
+	}
 
 	if c.IsMonotonic() {
 		t.Fatal("monotonic over a store that is not")
